@@ -1,0 +1,63 @@
+/*
+ * cachekeeper: the command-line client. Commands are a table; each has its
+ * own getopt_long options and --help. Exit codes: 0 success, 1 failure (for
+ * validate: an invalid spec), 2 usage error.
+ */
+#include "config.h"
+
+#include <sys/stat.h>
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "util.h"
+
+static const struct cli_command *const commands[] = {
+	&cli_validate_command,
+	NULL
+};
+
+static void
+usage(FILE *f)
+{
+	size_t	 i;
+
+	fprintf(f, "usage: cachekeeper [--version] [--help] COMMAND [ARGS]\n\n"
+	    "Commands:\n");
+	for (i = 0; commands[i] != NULL; i++)
+		fprintf(f, "  %-12s %s\n", commands[i]->name,
+		    commands[i]->summary);
+	fprintf(f, "\nRun 'cachekeeper COMMAND --help' for a command's "
+	    "options.\n");
+}
+
+int
+main(int argc, char **argv)
+{
+	size_t	 i;
+
+	if (argc < 2) {
+		usage(stderr);
+		return CLI_EXIT_USAGE;
+	}
+	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+	    strcmp(argv[1], "help") == 0) {
+		usage(stdout);
+		return 0;
+	}
+	if (strcmp(argv[1], "--version") == 0 ||
+	    strcmp(argv[1], "version") == 0) {
+		printf("cachekeeper %s\n", PACKAGE_VERSION);
+		return 0;
+	}
+	for (i = 0; commands[i] != NULL; i++)
+		if (strcmp(commands[i]->name, argv[1]) == 0)
+			return commands[i]->run(argc - 1, argv + 1);
+	fprintf(stderr, "cachekeeper: unknown command '%s'\n\n", argv[1]);
+	usage(stderr);
+	return CLI_EXIT_USAGE;
+}

@@ -1,0 +1,309 @@
+/* Daemon configuration; see dconf.h and docs/cachekeeperd.yaml.5.md. */
+#include "config.h"
+
+#include <errno.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dconf.h"
+#include "spec.h"
+#include "util.h"
+
+#define RESYNC_DEFAULT_MS	60000	/* 60 s */
+#define FAILOVER_AFTER_MS	1500
+
+static const char *const top_keys[] = {
+	"clusters_dir", "state_dir", "resync_interval", "log_level",
+	"default_backend", "control_socket", "metrics_listen", "local",
+	"elasticache", NULL
+};
+static const char *const local_keys[] = {
+	"redis_server", "bind", "port_range", "data_dir", "failover_after",
+	"instance_types", NULL
+};
+static const char *const elasticache_keys[] = {
+	"region", "endpoint", "profile", NULL
+};
+static const char *const level_names[] = {
+	"error", "warning", "notice", "info", "debug", NULL
+};
+static const char *const backend_names[] = { "local", "elasticache", NULL };
+
+/* maxmemory per node type, modelled on ElastiCache's node sizes. */
+static const char *const instance_type_defaults[][2] = {
+	{ "cache.t4g.micro", "512mb" },
+	{ "cache.t4g.small", "1gb" },
+	{ "cache.t4g.medium", "3gb" },
+	{ "cache.t3.micro", "512mb" },
+	{ "cache.t3.small", "1gb" },
+	{ "cache.t3.medium", "3gb" },
+	{ "cache.m6g.large", "6gb" },
+	{ "cache.m6g.xlarge", "12gb" },
+	{ "cache.m6g.2xlarge", "24gb" },
+	{ "cache.m7g.large", "6gb" },
+	{ "cache.m7g.xlarge", "12gb" },
+	{ "cache.r6g.large", "13gb" },
+	{ "cache.r6g.xlarge", "26gb" },
+	{ "cache.r6g.2xlarge", "52gb" },
+	{ "cache.r7g.large", "13gb" },
+	{ "cache.r7g.xlarge", "26gb" },
+	{ "cache.r7g.2xlarge", "52gb" },
+};
+
+const char *
+log_level_name(enum log_level l)
+{
+	return level_names[l];
+}
+
+void
+dconf_free(struct dconf *c)
+{
+	if (c == NULL)
+		return;
+	free(c->file);
+	free(c->clusters_dir);
+	free(c->state_dir);
+	free(c->default_backend);
+	free(c->control_socket);
+	free(c->metrics_listen);
+	free(c->local.redis_server);
+	free(c->local.bind);
+	free(c->local.data_dir);
+	kvlist_free(&c->local.instance_types);
+	free(c->elasticache.region);
+	free(c->elasticache.endpoint);
+	free(c->elasticache.profile);
+	free(c);
+}
+
+struct dconf *
+dconf_new_defaults(void)
+{
+	struct dconf	*c;
+	size_t		 i;
+
+	c = xcalloc(1, sizeof *c);
+	c->clusters_dir = xstrdup("/etc/cachekeeper/clusters.d");
+	c->state_dir = xstrdup("/var/lib/cachekeeper");
+	c->resync_interval_ms = RESYNC_DEFAULT_MS;
+	c->log_level = LOG_LEVEL_INFO;
+	c->default_backend = xstrdup("local");
+	c->control_socket = xstrdup("/run/cachekeeper/control.sock");
+	c->local.redis_server = xstrdup("/usr/bin/redis-server");
+	c->local.bind = xstrdup("127.0.0.1");
+	c->local.port_min = 17000;
+	c->local.port_max = 17999;
+	c->local.failover_after_ms = FAILOVER_AFTER_MS;
+	for (i = 0; i < nitems(instance_type_defaults); i++)
+		kvlist_add(&c->local.instance_types,
+		    instance_type_defaults[i][0], instance_type_defaults[i][1]);
+	return c;
+}
+
+/* Read a path value, resolved against base when relative. */
+static void
+get_path(struct yctx *c, const struct ynode *m, const char *key,
+    const char *base, char **out)
+{
+	const struct ynode	*n;
+	char			*s;
+
+	if ((n = ymap_get(m, key)) == NULL)
+		return;
+	if (yget_string(c, n, key, 4096, &s) != 0)
+		return;
+	if (s[0] == '\0') {
+		yerr(c, n, "%s must not be empty", key);
+		free(s);
+		return;
+	}
+	free(*out);
+	if (s[0] != '/' && base != NULL) {
+		xasprintf(out, "%s/%s", base, s);
+		free(s);
+	} else
+		*out = s;
+}
+
+static void
+get_port_range(struct yctx *c, const struct ynode *n, struct dconf_local *l)
+{
+	int	 a, b, used = 0;
+
+	if (n->type != YNODE_SCALAR || sscanf(n->value, "%d-%d%n", &a, &b,
+	    &used) != 2 || (size_t)used != n->len || a < 1 || b > 65535 ||
+	    a > b) {
+		yerr(c, n, "local.port_range must be FIRST-LAST with "
+		    "1 <= FIRST <= LAST <= 65535, e.g. 17000-17999, got '%s'",
+		    n->type == YNODE_SCALAR ? n->value : "a collection");
+		return;
+	}
+	l->port_min = a;
+	l->port_max = b;
+}
+
+static void
+parse_local(struct yctx *c, const struct ynode *m, const char *base,
+    struct dconf *d)
+{
+	const struct ynode	*n;
+	struct kvlist		 types = { 0 };
+	uint64_t		 v;
+	size_t			 i;
+
+	if (ycheck_map(c, m, "local", local_keys) != 0)
+		return;
+	get_path(c, m, "redis_server", base, &d->local.redis_server);
+	if ((n = ymap_get(m, "bind")) != NULL) {
+		free(d->local.bind);
+		d->local.bind = NULL;
+		if (yget_string(c, n, "local.bind", 255, &d->local.bind) != 0)
+			d->local.bind = xstrdup("127.0.0.1");
+	}
+	if ((n = ymap_get(m, "port_range")) != NULL)
+		get_port_range(c, n, &d->local);
+	get_path(c, m, "data_dir", base, &d->local.data_dir);
+	if ((n = ymap_get(m, "failover_after")) != NULL)
+		yget_duration(c, n, "local.failover_after", 100, 600000,
+		    &d->local.failover_after_ms);
+	if ((n = ymap_get(m, "instance_types")) != NULL &&
+	    yget_strmap(c, n, "local.instance_types", 64, 32, &types) == 0) {
+		for (i = 0; i < types.n; i++) {
+			if (parse_size_bytes(types.values[i], &v) != 0)
+				yerr(c, YMAP_VAL(n, i), "local.instance_types."
+				    "%s must be a size such as 1gb, got '%s'",
+				    types.keys[i], types.values[i]);
+			else if (kvlist_get(&d->local.instance_types,
+			    types.keys[i]) == NULL)
+				kvlist_add(&d->local.instance_types,
+				    types.keys[i], types.values[i]);
+			else {
+				/* Override a shipped default in place. */
+				for (size_t k = 0; k < d->local.instance_types.n;
+				    k++)
+					if (strcmp(d->local.instance_types.keys[k],
+					    types.keys[i]) == 0) {
+						free(d->local.instance_types.values[k]);
+						d->local.instance_types.values[k] =
+						    xstrdup(types.values[i]);
+					}
+			}
+		}
+	}
+	kvlist_free(&types);
+}
+
+static void
+parse_elasticache(struct yctx *c, const struct ynode *m, struct dconf *d)
+{
+	const struct ynode	*n;
+
+	if (ycheck_map(c, m, "elasticache", elasticache_keys) != 0)
+		return;
+	if ((n = ymap_get(m, "region")) != NULL)
+		yget_string(c, n, "elasticache.region", 64,
+		    &d->elasticache.region);
+	if ((n = ymap_get(m, "endpoint")) != NULL &&
+	    yget_string(c, n, "elasticache.endpoint", 1024,
+	    &d->elasticache.endpoint) == 0 &&
+	    strncmp(d->elasticache.endpoint, "https://", 8) != 0 &&
+	    strncmp(d->elasticache.endpoint, "http://", 7) != 0)
+		yerr(c, n, "elasticache.endpoint must be an http:// or "
+		    "https:// URL, got '%s'", d->elasticache.endpoint);
+	if ((n = ymap_get(m, "profile")) != NULL)
+		yget_string(c, n, "elasticache.profile", 128,
+		    &d->elasticache.profile);
+}
+
+static void
+parse_top(struct yctx *c, const struct ynode *m, const char *base,
+    struct dconf *d)
+{
+	const struct ynode	*n;
+	int			 v;
+
+	if (ycheck_map(c, m, "configuration", top_keys) != 0)
+		return;
+	get_path(c, m, "clusters_dir", base, &d->clusters_dir);
+	get_path(c, m, "state_dir", base, &d->state_dir);
+	get_path(c, m, "control_socket", base, &d->control_socket);
+	if ((n = ymap_get(m, "resync_interval")) != NULL)
+		yget_duration(c, n, "resync_interval", 1000, 86400000,
+		    &d->resync_interval_ms);
+	if ((n = ymap_get(m, "log_level")) != NULL &&
+	    yget_enum(c, n, "log_level", level_names, &v) == 0)
+		d->log_level = (enum log_level)v;
+	if ((n = ymap_get(m, "default_backend")) != NULL &&
+	    yget_enum(c, n, "default_backend", backend_names, &v) == 0) {
+		free(d->default_backend);
+		d->default_backend = xstrdup(backend_names[v]);
+	}
+	if ((n = ymap_get(m, "metrics_listen")) != NULL) {
+		char *s = NULL;
+		if (yget_string(c, n, "metrics_listen", 255, &s) == 0) {
+			if (strcmp(s, "off") == 0)
+				free(s);
+			else if (strrchr(s, ':') == NULL ||
+			    atoi(strrchr(s, ':') + 1) <= 0 ||
+			    atoi(strrchr(s, ':') + 1) > 65535) {
+				yerr(c, n, "metrics_listen must be 'off' or "
+				    "HOST:PORT with PORT 1..65535, got '%s'", s);
+				free(s);
+			} else
+				d->metrics_listen = s;
+		}
+	}
+	if ((n = ymap_get(m, "local")) != NULL && !ynode_is_null(n))
+		parse_local(c, n, base, d);
+	if ((n = ymap_get(m, "elasticache")) != NULL && !ynode_is_null(n))
+		parse_elasticache(c, n, d);
+}
+
+struct dconf *
+dconf_load(const char *path, int missing_ok, struct diags *diags)
+{
+	struct dconf	*d;
+	struct ytree	*t;
+	struct yctx	 c = { path, diags };
+	char		*buf, *dir, *base;
+	size_t		 len, before = diags->n;
+	int		 r;
+
+	d = dconf_new_defaults();
+	if ((r = read_file_bounded(path, SPEC_MAX_FILE_BYTES, &buf,
+	    &len)) != 0) {
+		if (r == -ENOENT && missing_ok) {
+			xasprintf(&d->local.data_dir, "%s/local", d->state_dir);
+			return d;
+		}
+		diags_add(diags, path, 0, 0, "cannot read: %s",
+		    r == -EFBIG ? "larger than 1 MiB" : strerror(-r));
+		dconf_free(d);
+		return NULL;
+	}
+	d->file = xstrdup(path);
+	dir = xstrdup(path);
+	base = xstrdup(dirname(dir));
+	free(dir);
+	if ((t = ytree_parse(path, buf, len, diags)) != NULL) {
+		if (t->ndocs > 1)
+			diags_add(diags, path, t->docs[1]->line,
+			    t->docs[1]->col, "the daemon configuration must "
+			    "be a single YAML document");
+		else if (t->ndocs == 1 && !ynode_is_null(t->docs[0]))
+			parse_top(&c, t->docs[0], base, d);
+		ytree_free(t);
+	}
+	free(base);
+	free(buf);
+	if (d->local.data_dir == NULL)
+		xasprintf(&d->local.data_dir, "%s/local", d->state_dir);
+	if (diags->n != before) {
+		dconf_free(d);
+		return NULL;
+	}
+	return d;
+}

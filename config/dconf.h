@@ -1,0 +1,64 @@
+/*
+ * The daemon's own configuration (cachekeeperd.yaml): where specs live,
+ * where state goes, timers, logging, and the backends' sections. Every key
+ * has a default; unknown keys are errors. Relative paths are resolved
+ * against the directory of the configuration file.
+ */
+#ifndef CK_DCONF_H
+#define CK_DCONF_H
+
+#include <stdint.h>
+
+#include "diag.h"
+#include "schema.h"
+
+#define DCONF_DEFAULT_PATH	"/etc/cachekeeper/cachekeeperd.yaml"
+
+enum log_level {
+	LOG_LEVEL_ERROR,
+	LOG_LEVEL_WARNING,
+	LOG_LEVEL_NOTICE,
+	LOG_LEVEL_INFO,
+	LOG_LEVEL_DEBUG,
+};
+
+struct dconf_local {
+	char		*redis_server;
+	char		*bind;
+	int		 port_min;
+	int		 port_max;
+	char		*data_dir;
+	uint64_t	 failover_after_ms;
+	struct kvlist	 instance_types;	/* type -> maxmemory text */
+};
+
+struct dconf_elasticache {
+	char		*region;
+	char		*endpoint;
+	char		*profile;
+};
+
+struct dconf {
+	char		*file;		/* NULL: built-in defaults */
+	char		*clusters_dir;
+	char		*state_dir;
+	uint64_t	 resync_interval_ms;
+	enum log_level	 log_level;
+	char		*default_backend;
+	char		*control_socket;
+	char		*metrics_listen;	/* NULL when off */
+	struct dconf_local	 local;
+	struct dconf_elasticache elasticache;
+};
+
+/* A configuration with every default. */
+struct dconf	*dconf_new_defaults(void);
+/*
+ * Load path into a new configuration. missing_ok: a missing file yields the
+ * defaults. Returns NULL with diags filled on any error.
+ */
+struct dconf	*dconf_load(const char *path, int missing_ok, struct diags *);
+void		 dconf_free(struct dconf *);
+const char	*log_level_name(enum log_level);
+
+#endif

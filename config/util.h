@@ -1,0 +1,53 @@
+/*
+ * Small helpers shared by every part of cachekeeper: allocation wrappers
+ * that abort on out-of-memory (so callers never test for NULL), a growable
+ * string buffer, and monotonic/wall clock readers.
+ */
+#ifndef CK_UTIL_H
+#define CK_UTIL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define nitems(a) (sizeof(a) / sizeof((a)[0]))
+
+void	*xmalloc(size_t);
+void	*xcalloc(size_t, size_t);
+void	*xreallocarray(void *, size_t, size_t);
+char	*xstrdup(const char *);
+char	*xstrndup(const char *, size_t);
+int	 xasprintf(char **, const char *, ...)
+	    __attribute__((format(printf, 2, 3)));
+int	 xvasprintf(char **, const char *, va_list)
+	    __attribute__((format(printf, 2, 0)));
+
+/* A growable NUL-terminated string. */
+struct strbuf {
+	char	*s;
+	size_t	 len;
+	size_t	 cap;
+};
+void	 strbuf_init(struct strbuf *);
+void	 strbuf_free(struct strbuf *);
+void	 strbuf_add(struct strbuf *, const char *, size_t);
+void	 strbuf_puts(struct strbuf *, const char *);
+void	 strbuf_printf(struct strbuf *, const char *, ...)
+	    __attribute__((format(printf, 2, 3)));
+char	*strbuf_detach(struct strbuf *);
+
+uint64_t	 clock_mono_ms(void);	/* CLOCK_MONOTONIC, milliseconds */
+uint64_t	 clock_mono_us(void);
+int64_t		 clock_wall_s(void);	/* UTC seconds since the epoch */
+void		 format_rfc3339(int64_t, char *, size_t);
+
+/* Write data to path atomically: temp file in the same dir, fsync, rename. */
+int	 file_write_atomic(const char *path, const void *data, size_t len,
+	    unsigned int mode);
+/* mkdir -p; returns 0 or -errno. */
+int	 mkdir_p(const char *path, unsigned int mode);
+
+/* 64-bit FNV-1a, used for spec generations. */
+uint64_t	 hash_fnv1a64(const void *, size_t, uint64_t);
+
+#endif
