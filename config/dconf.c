@@ -286,7 +286,12 @@ dconf_load(const char *path, int missing_ok, struct diags *diags)
 	}
 	d->file = xstrdup(path);
 	dir = xstrdup(path);
-	base = xstrdup(dirname(dir));
+	/* Resolve once, so paths in logs and status are absolute. */
+	if ((base = realpath(dirname(dir), NULL)) == NULL) {
+		free(dir);
+		dir = xstrdup(path);
+		base = xstrdup(dirname(dir));
+	}
 	free(dir);
 	if ((t = ytree_parse(path, buf, len, diags)) != NULL) {
 		if (t->ndocs > 1)

@@ -201,7 +201,7 @@ format_rfc3339(int64_t t, char *buf, size_t len)
 
 int
 file_write_atomic(const char *path, const void *data, size_t len,
-    unsigned int mode)
+    unsigned int mode, int durable)
 {
 	char	*tmp;
 	int	 fd, error = 0;
@@ -225,7 +225,7 @@ file_write_atomic(const char *path, const void *data, size_t len,
 		}
 		off += (size_t)n;
 	}
-	if (error == 0 && fsync(fd) == -1)
+	if (error == 0 && durable && fsync(fd) == -1)
 		error = -errno;
 	if (close(fd) == -1 && error == 0)
 		error = -errno;

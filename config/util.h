@@ -41,9 +41,12 @@ uint64_t	 clock_mono_us(void);
 int64_t		 clock_wall_s(void);	/* UTC seconds since the epoch */
 void		 format_rfc3339(int64_t, char *, size_t);
 
-/* Write data to path atomically: temp file in the same dir, fsync, rename. */
+/*
+ * Write data to path atomically: temp file in the same directory, rename.
+ * durable: fsync the file first (state that must survive power loss).
+ */
 int	 file_write_atomic(const char *path, const void *data, size_t len,
-	    unsigned int mode);
+	    unsigned int mode, int durable);
 /* mkdir -p; returns 0 or -errno. */
 int	 mkdir_p(const char *path, unsigned int mode);
 

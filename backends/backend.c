@@ -1,0 +1,86 @@
+/*
+ * The backend registry. The local and elasticache backends land in their
+ * own issues; until then they are listed as unavailable, so specs that name
+ * them validate and their clusters say plainly why nothing happens.
+ */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "util.h"
+
+#define BACKENDS_MAX	8
+
+static const struct backend backend_local_pending = {
+	.name = "local",
+	.available = false,
+	.unavailable_reason = "the local backend is not part of this build "
+	    "yet; the spec is accepted and will be reconciled once it is",
+};
+
+static const struct backend backend_elasticache_pending = {
+	.name = "elasticache",
+	.available = false,
+	.unavailable_reason = "the elasticache backend is not part of this "
+	    "build yet; the spec is accepted and will be reconciled once it is",
+};
+
+static const struct backend *table[BACKENDS_MAX + 1] = {
+	&backend_local_pending,
+	&backend_elasticache_pending,
+	NULL,
+};
+
+static const char *names[BACKENDS_MAX + 1];
+
+const struct backend *
+backend_find(const char *name)
+{
+	size_t	 i;
+
+	for (i = 0; table[i] != NULL; i++)
+		if (strcmp(table[i]->name, name) == 0)
+			return table[i];
+	return NULL;
+}
+
+void
+backend_register(const struct backend *b)
+{
+	size_t	 i;
+
+	for (i = 0; table[i] != NULL; i++) {
+		if (strcmp(table[i]->name, b->name) == 0) {
+			table[i] = b;	/* a real one replaces a pending one */
+			return;
+		}
+	}
+	if (i < BACKENDS_MAX)
+		table[i] = b;
+}
+
+const char *const *
+backend_names(void)
+{
+	size_t	 i;
+
+	for (i = 0; table[i] != NULL; i++)
+		names[i] = table[i]->name;
+	names[i] = NULL;
+	return names;
+}
+
+void
+observed_free(struct observed *o)
+{
+	if (o == NULL)
+		return;
+	free(o->engine_version);
+	free(o->instance_type);
+	kvlist_free(&o->parameters);
+	json_decref(o->endpoints);
+	free(o->message);
+	free(o);
+}

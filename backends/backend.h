@@ -1,0 +1,92 @@
+/*
+ * The interface between the reconcilers and the systems that run clusters.
+ * A backend is a const table of functions (one file and one row in
+ * backend.c to add one). Everything is asynchronous on the daemon's
+ * event_base: a call starts work and returns at once; the callback runs
+ * later from the loop, exactly once, unless the cluster handle is detached
+ * first, which cancels it silently.
+ */
+#ifndef CK_BACKEND_H
+#define CK_BACKEND_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <event2/event.h>
+#include <jansson.h>
+
+#include "spec.h"
+
+struct dconf;
+struct plan_step;
+
+/* What a backend sees of a cluster; plan.c diffs it against the spec. */
+enum obs_state {
+	OBS_ABSENT,		/* no such cluster */
+	OBS_CREATING,
+	OBS_AVAILABLE,
+	OBS_MODIFYING,
+	OBS_DEGRADED,
+	OBS_DELETING,
+	OBS_FAILED,
+};
+
+struct observed {
+	enum obs_state	 state;
+	bool		 cluster_mode;
+	int		 num_node_groups;
+	int		 replicas_per_node_group;
+	int		 port;
+	char		*engine_version;
+	char		*instance_type;
+	bool		 automatic_failover;
+	bool		 multi_az;
+	bool		 at_rest_encryption;
+	struct window	 snapshot_window;
+	struct window	 maintenance_window;
+	int		 snapshot_retention_limit;
+	struct kvlist	 parameters;
+	json_t		*endpoints;	/* owned; may be NULL */
+	char		*message;	/* backend's own words, or NULL */
+};
+
+void	 observed_free(struct observed *);
+
+typedef void (*backend_observe_cb)(void *arg, int error, const char *message,
+    struct observed *obs);
+typedef void (*backend_done_cb)(void *arg, int error, const char *message);
+
+struct backend_env {
+	struct event_base	*base;
+	const struct dconf	*conf;
+};
+
+struct backend {
+	const char	*name;
+	/* false: the backend is not built in yet; specs still validate. */
+	bool		 available;
+	const char	*unavailable_reason;
+	/* How often to look again while the cluster is busy (ms). */
+	unsigned int	 poll_ms;
+
+	/* Per-cluster handle; NULL on failure. */
+	void		*(*attach)(const struct backend_env *, const char *name);
+	/* Cancel whatever is in flight (no callback) and free the handle. */
+	void		 (*detach)(void *handle);
+	/* Observe the cluster; obs is the callback's to keep or free. */
+	void		 (*observe)(void *handle, const struct cluster_spec *,
+			    backend_observe_cb, void *arg);
+	/* Carry out one step of a plan. */
+	void		 (*apply)(void *handle, const struct cluster_spec *,
+			    const struct plan_step *, backend_done_cb,
+			    void *arg);
+};
+
+/* Look a backend up by name; NULL when unknown. */
+const struct backend	*backend_find(const char *name);
+/* Add a backend (test builds add "test"); names must be unique. */
+void			 backend_register(const struct backend *);
+/* NULL-terminated list of names, for spec validation. */
+const char *const	*backend_names(void);
+
+#endif

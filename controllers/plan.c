@@ -1,0 +1,368 @@
+/* Plan computation and rendering; see plan.h. Pure: no I/O, no clocks. */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "plan.h"
+#include "util.h"
+
+static const char *const kind_names[] = {
+	[STEP_CREATE] = "create",
+	[STEP_ADD_SHARDS] = "add-shards",
+	[STEP_REMOVE_SHARDS] = "remove-shards",
+	[STEP_ADD_REPLICAS] = "add-replicas",
+	[STEP_REMOVE_REPLICAS] = "remove-replicas",
+	[STEP_MODIFY] = "modify",
+	[STEP_REPLACE] = "needs-replacement",
+	[STEP_DELETE] = "delete",
+};
+
+const char *
+step_kind_name(enum step_kind k)
+{
+	return kind_names[k];
+}
+
+bool
+engine_version_matches(const char *want, const char *have)
+{
+	size_t	 n;
+
+	if (want == NULL || have == NULL)
+		return want == have;
+	n = strlen(want);
+	/* "7.x" matches any 7.*; "7.1" matches 7.1 and 7.1.*; else exact. */
+	if (n >= 2 && strcmp(want + n - 2, ".x") == 0)
+		return strncmp(want, have, n - 1) == 0;
+	return strncmp(want, have, n) == 0 &&
+	    (have[n] == '\0' || have[n] == '.');
+}
+
+static struct plan_step *
+plan_add(struct plan *p, enum step_kind kind)
+{
+	struct plan_step	*s;
+
+	p->steps = xreallocarray(p->steps, p->n + 1, sizeof *p->steps);
+	s = &p->steps[p->n++];
+	memset(s, 0, sizeof *s);
+	s->kind = kind;
+	return s;
+}
+
+static void
+step_change(struct plan_step *s, const char *field, const char *from,
+    const char *to, bool disruptive)
+{
+	struct change	*c;
+
+	s->changes = xreallocarray(s->changes, s->nchanges + 1,
+	    sizeof *s->changes);
+	c = &s->changes[s->nchanges++];
+	c->field = field;
+	c->from = xstrdup(from ? from : "");
+	c->to = xstrdup(to ? to : "");
+	c->disruptive = disruptive;
+}
+
+static const char *
+yesno(bool b)
+{
+	return b ? "true" : "false";
+}
+
+static void
+change_int(struct plan_step *s, const char *field, int from, int to)
+{
+	char	 a[32], b[32];
+
+	snprintf(a, sizeof a, "%d", from);
+	snprintf(b, sizeof b, "%d", to);
+	step_change(s, field, a, b, false);
+}
+
+static void
+change_window(struct plan_step *s, const char *field,
+    const struct window *from, const struct window *to)
+{
+	char	 a[32], b[32];
+
+	if (from->start == to->start && from->len == to->len)
+		return;
+	window_format(from, a, sizeof a);
+	window_format(to, b, sizeof b);
+	step_change(s, field, a, b, false);
+}
+
+/* Fields that cannot change in place. Returns true if any. */
+static bool
+plan_replacements(const struct cluster_spec *spec, const struct observed *o,
+    struct plan *p)
+{
+	struct plan_step	 tmp = { .kind = STEP_REPLACE };
+
+	if (o->cluster_mode != spec->cluster_mode)
+		step_change(&tmp, "cluster_mode.enabled", yesno(o->cluster_mode),
+		    yesno(spec->cluster_mode), true);
+	if (o->port != 0 && o->port != spec->port)
+		change_int(&tmp, "port", o->port, spec->port);
+	if (o->at_rest_encryption != spec->at_rest_encryption)
+		step_change(&tmp, "enable_at_rest_encryption",
+		    yesno(o->at_rest_encryption),
+		    yesno(spec->at_rest_encryption), true);
+	if (tmp.nchanges == 0)
+		return false;
+	*plan_add(p, STEP_REPLACE) = tmp;
+	return true;
+}
+
+static void
+plan_parameters(const struct cluster_spec *spec, const struct observed *o,
+    struct plan_step *m)
+{
+	size_t		 i;
+	const char	*have;
+
+	for (i = 0; i < spec->parameters.n; i++) {
+		have = kvlist_get(&o->parameters, spec->parameters.keys[i]);
+		if (have == NULL || strcmp(have, spec->parameters.values[i]))
+			step_change(m, spec->parameters.keys[i], have,
+			    spec->parameters.values[i], false);
+	}
+}
+
+/* The combined modification of settings; disruptive parts may wait. */
+static void
+plan_modify(const struct cluster_spec *spec, const struct observed *o,
+    bool type_done, int64_t now, struct plan *p)
+{
+	struct plan_step	 now_s = { .kind = STEP_MODIFY };
+	struct plan_step	 later = { .kind = STEP_MODIFY };
+	struct plan_step	*d;
+	bool			 in_window;
+
+	in_window = spec->apply_immediately ||
+	    window_contains(&spec->maintenance_window, now);
+	d = in_window ? &now_s : &later;
+	if (!engine_version_matches(spec->engine_version, o->engine_version))
+		step_change(d, "engine_version", o->engine_version,
+		    spec->engine_version, true);
+	if (!type_done && o->instance_type != NULL &&
+	    strcmp(o->instance_type, spec->instance_type) != 0)
+		step_change(d, "instance_type", o->instance_type,
+		    spec->instance_type, true);
+	plan_parameters(spec, o, &now_s);
+	change_window(&now_s, "snapshot_window", &o->snapshot_window,
+	    &spec->snapshot_window);
+	change_window(&now_s, "maintenance_window", &o->maintenance_window,
+	    &spec->maintenance_window);
+	if (o->snapshot_retention_limit != spec->snapshot_retention_limit)
+		change_int(&now_s, "snapshot_retention_limit",
+		    o->snapshot_retention_limit,
+		    spec->snapshot_retention_limit);
+	if (o->automatic_failover != spec->automatic_failover)
+		step_change(&now_s, "enable_automatic_failover",
+		    yesno(o->automatic_failover),
+		    yesno(spec->automatic_failover), false);
+	if (o->multi_az != spec->multi_az)
+		step_change(&now_s, "enable_multi_az", yesno(o->multi_az),
+		    yesno(spec->multi_az), false);
+	if (now_s.nchanges > 0)
+		*plan_add(p, STEP_MODIFY) = now_s;
+	if (later.nchanges > 0) {
+		later.deferred = true;
+		*plan_add(p, STEP_MODIFY) = later;
+	}
+}
+
+void
+plan_compute(const struct cluster_spec *spec, const struct observed *o,
+    bool deleted, int64_t now, struct plan *p)
+{
+	struct plan_step	*s;
+	bool			 type_done = false;
+	int			 want_r = spec->replicas_per_node_group;
+
+	memset(p, 0, sizeof *p);
+	if (o == NULL || o->state == OBS_ABSENT) {
+		if (!deleted)
+			plan_add(p, STEP_CREATE)->to = spec_node_count(spec);
+		return;
+	}
+	switch (o->state) {
+	case OBS_CREATING:
+	case OBS_MODIFYING:
+	case OBS_DELETING:
+		xasprintf(&p->wait, "cluster is %s", o->state == OBS_CREATING ?
+		    "being created" : o->state == OBS_MODIFYING ?
+		    "being modified" : "being deleted");
+		return;
+	default:
+		break;
+	}
+	if (deleted) {
+		if (spec->deletion_policy == DELETION_DELETE) {
+			s = plan_add(p, STEP_DELETE);
+			s->final_snapshot = spec->final_snapshot;
+		}
+		return;
+	}
+	if (plan_replacements(spec, o, p) && o->cluster_mode !=
+	    spec->cluster_mode)
+		return;		/* shard and replica diffs mean nothing now */
+	if (spec->num_node_groups < o->num_node_groups &&
+	    o->instance_type != NULL &&
+	    strcmp(o->instance_type, spec->instance_type) != 0) {
+		/* Give the remaining shards the new size before they take
+		 * the removed shards' data. */
+		s = plan_add(p, STEP_MODIFY);
+		step_change(s, "instance_type", o->instance_type,
+		    spec->instance_type, true);
+		type_done = true;
+	}
+	if (spec->num_node_groups != o->num_node_groups) {
+		s = plan_add(p, spec->num_node_groups > o->num_node_groups ?
+		    STEP_ADD_SHARDS : STEP_REMOVE_SHARDS);
+		s->from = o->num_node_groups;
+		s->to = spec->num_node_groups;
+	}
+	if (want_r > o->replicas_per_node_group) {
+		s = plan_add(p, STEP_ADD_REPLICAS);
+		s->from = o->replicas_per_node_group;
+		s->to = want_r;
+	}
+	plan_modify(spec, o, type_done, now, p);
+	if (want_r < o->replicas_per_node_group) {
+		s = plan_add(p, STEP_REMOVE_REPLICAS);
+		s->from = o->replicas_per_node_group;
+		s->to = want_r;
+	}
+}
+
+void
+plan_free(struct plan *p)
+{
+	size_t	 i, j;
+
+	for (i = 0; i < p->n; i++) {
+		for (j = 0; j < p->steps[i].nchanges; j++) {
+			free(p->steps[i].changes[j].from);
+			free(p->steps[i].changes[j].to);
+		}
+		free(p->steps[i].changes);
+	}
+	free(p->steps);
+	free(p->wait);
+	memset(p, 0, sizeof *p);
+}
+
+const struct plan_step *
+plan_next(const struct plan *p)
+{
+	size_t	 i;
+
+	for (i = 0; i < p->n; i++)
+		if (p->steps[i].kind != STEP_REPLACE && !p->steps[i].deferred)
+			return &p->steps[i];
+	return NULL;
+}
+
+bool
+plan_has_changes(const struct plan *p)
+{
+	return p->n > 0;
+}
+
+static void
+format_changes(const struct plan_step *s, struct strbuf *sb)
+{
+	size_t	 i;
+
+	for (i = 0; i < s->nchanges; i++)
+		strbuf_printf(sb, "      %s: \"%s\" -> \"%s\"\n",
+		    s->changes[i].field, s->changes[i].from, s->changes[i].to);
+}
+
+void
+plan_format(const struct plan *p, struct strbuf *sb)
+{
+	const struct plan_step	*s;
+	size_t			 i;
+
+	if (p->wait != NULL)
+		strbuf_printf(sb, "  . waiting: %s\n", p->wait);
+	for (i = 0; i < p->n; i++) {
+		s = &p->steps[i];
+		switch (s->kind) {
+		case STEP_CREATE:
+			strbuf_printf(sb, "  + create cluster (%d nodes)\n",
+			    s->to);
+			break;
+		case STEP_ADD_SHARDS:
+		case STEP_REMOVE_SHARDS:
+			strbuf_printf(sb, "  %c shards: %d -> %d\n",
+			    s->kind == STEP_ADD_SHARDS ? '+' : '-', s->from,
+			    s->to);
+			break;
+		case STEP_ADD_REPLICAS:
+		case STEP_REMOVE_REPLICAS:
+			strbuf_printf(sb, "  %c replicas per shard: %d -> %d\n",
+			    s->kind == STEP_ADD_REPLICAS ? '+' : '-', s->from,
+			    s->to);
+			break;
+		case STEP_MODIFY:
+			strbuf_printf(sb, "  ~ modify%s\n", s->deferred ?
+			    " (deferred to the maintenance window)" : "");
+			format_changes(s, sb);
+			break;
+		case STEP_REPLACE:
+			strbuf_puts(sb, "  ! needs replacement (not applied; "
+			    "create a new cluster and migrate)\n");
+			format_changes(s, sb);
+			break;
+		case STEP_DELETE:
+			strbuf_printf(sb, "  - delete cluster%s\n",
+			    s->final_snapshot ? " (final snapshot first)" : "");
+			break;
+		}
+	}
+}
+
+json_t *
+plan_to_json(const struct plan *p)
+{
+	json_t	*steps = json_array(), *j, *ch;
+	size_t	 i, k;
+
+	for (i = 0; i < p->n; i++) {
+		const struct plan_step *s = &p->steps[i];
+
+		j = json_pack("{s:s, s:b}", "action", kind_names[s->kind],
+		    "deferred", s->deferred);
+		if (s->kind != STEP_MODIFY && s->kind != STEP_REPLACE &&
+		    s->kind != STEP_DELETE) {
+			json_object_set_new(j, "from", json_integer(s->from));
+			json_object_set_new(j, "to", json_integer(s->to));
+		}
+		if (s->kind == STEP_DELETE)
+			json_object_set_new(j, "final_snapshot",
+			    json_boolean(s->final_snapshot));
+		if (s->nchanges > 0) {
+			ch = json_array();
+			for (k = 0; k < s->nchanges; k++)
+				json_array_append_new(ch, json_pack(
+				    "{s:s, s:s, s:s, s:b}", "field",
+				    s->changes[k].field, "from",
+				    s->changes[k].from, "to", s->changes[k].to,
+				    "disruptive", s->changes[k].disruptive));
+			json_object_set_new(j, "changes", ch);
+		}
+		json_array_append_new(steps, j);
+	}
+	j = json_pack("{s:o}", "steps", steps);
+	if (p->wait)
+		json_object_set_new(j, "waiting", json_string(p->wait));
+	return j;
+}

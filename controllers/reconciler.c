@@ -1,0 +1,659 @@
+/*
+ * The per-cluster control loop; see reconciler.h. A reconcile is: observe
+ * through the backend, plan, run the first runnable step, requeue. The
+ * loop never has more than one backend call in flight per cluster.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "reconciler.h"
+#include "util.h"
+
+enum cond_type {
+	COND_READY,
+	COND_SYNCED,
+	COND_SPEC_VALID,
+	COND__COUNT
+};
+
+static const char *const cond_names[] = { "Ready", "Synced", "SpecValid" };
+
+struct condition {
+	bool	 status;
+	char	*reason;
+	char	*message;
+	int64_t	 since;
+	bool	 set;
+};
+
+enum inflight {
+	INFLIGHT_NONE,
+	INFLIGHT_OBSERVE,
+	INFLIGHT_APPLY,
+};
+
+struct reconciler {
+	char			*name;
+	struct ctl_env		*env;
+	struct cluster_spec	*spec;		/* in force; may be NULL */
+	const struct backend	*backend;
+	void			*handle;
+	uint64_t		 generation;
+	uint64_t		 observed_generation;
+	uint64_t		 spec_updates;
+	enum phase		 phase;
+	char			*message;
+	char			*last_error;
+	struct diags		 spec_errors;
+	bool			 deleted;
+	bool			 retiring;
+	enum inflight		 inflight;
+	struct event		*timer;
+	uint64_t		 next_at_ms;	/* monotonic */
+	unsigned int		 failures;
+	struct plan		 plan;
+	struct observed		*obs;
+	struct condition	 cond[COND__COUNT];
+	int64_t			 updated_at;
+};
+
+static const char *const phase_names[] = {
+	[PHASE_PENDING] = "pending",
+	[PHASE_CREATING] = "creating",
+	[PHASE_AVAILABLE] = "available",
+	[PHASE_MODIFYING] = "modifying",
+	[PHASE_DEGRADED] = "degraded",
+	[PHASE_FAILED] = "failed",
+	[PHASE_DELETING] = "deleting",
+	[PHASE_RETAINED] = "retained",
+	[PHASE_SPEC_ERROR] = "spec-error",
+};
+
+static void	reconciler_run(evutil_socket_t, short, void *);
+static void	reconciler_write_status(struct reconciler *);
+
+const char *
+phase_name(enum phase p)
+{
+	return phase_names[p];
+}
+
+struct reconciler *
+reconciler_new(struct ctl_env *env, const char *name)
+{
+	struct reconciler	*r;
+
+	r = xcalloc(1, sizeof *r);
+	r->name = xstrdup(name);
+	r->env = env;
+	r->phase = PHASE_PENDING;
+	diags_init(&r->spec_errors);
+	r->timer = evtimer_new(env->base, reconciler_run, r);
+	r->updated_at = clock_wall_s();
+	return r;
+}
+
+static void
+reconciler_detach(struct reconciler *r)
+{
+	if (r->handle != NULL && r->backend != NULL && r->backend->detach)
+		r->backend->detach(r->handle);
+	r->handle = NULL;
+	r->backend = NULL;
+	r->inflight = INFLIGHT_NONE;
+}
+
+void
+reconciler_free(struct reconciler *r)
+{
+	int	 i;
+
+	if (r == NULL)
+		return;
+	reconciler_detach(r);
+	if (r->timer != NULL)
+		event_free(r->timer);
+	spec_free(r->spec);
+	plan_free(&r->plan);
+	observed_free(r->obs);
+	diags_free(&r->spec_errors);
+	for (i = 0; i < COND__COUNT; i++) {
+		free(r->cond[i].reason);
+		free(r->cond[i].message);
+	}
+	free(r->message);
+	free(r->last_error);
+	free(r->name);
+	free(r);
+}
+
+const char *
+reconciler_name(const struct reconciler *r)
+{
+	return r->name;
+}
+
+enum phase
+reconciler_phase(const struct reconciler *r)
+{
+	return r->phase;
+}
+
+const struct cluster_spec *
+reconciler_spec(const struct reconciler *r)
+{
+	return r->spec;
+}
+
+uint64_t
+reconciler_generation(const struct reconciler *r)
+{
+	return r->generation;
+}
+
+uint64_t
+reconciler_spec_updates(const struct reconciler *r)
+{
+	return r->spec_updates;
+}
+
+bool
+reconciler_in_sync(const struct reconciler *r)
+{
+	return r->spec != NULL && r->observed_generation == r->generation &&
+	    (r->phase == PHASE_AVAILABLE || r->phase == PHASE_RETAINED);
+}
+
+/* Set a condition; returns true when it changed. */
+static bool
+cond_set(struct reconciler *r, enum cond_type t, bool status,
+    const char *reason, const char *message)
+{
+	struct condition	*c = &r->cond[t];
+
+	if (c->set && c->status == status && c->reason &&
+	    strcmp(c->reason, reason) == 0 && c->message && message &&
+	    strcmp(c->message, message) == 0)
+		return false;
+	if (!c->set || c->status != status)
+		c->since = clock_wall_s();
+	c->set = true;
+	c->status = status;
+	free(c->reason);
+	free(c->message);
+	c->reason = xstrdup(reason);
+	c->message = xstrdup(message ? message : "");
+	return true;
+}
+
+/* Update phase and message; log transitions, tell the daemon. */
+static void
+set_phase(struct reconciler *r, enum phase p, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+set_phase(struct reconciler *r, enum phase p, const char *fmt, ...)
+{
+	va_list	 ap;
+	char	*msg = NULL;
+	bool	 changed;
+
+	if (fmt != NULL) {
+		va_start(ap, fmt);
+		xvasprintf(&msg, fmt, ap);
+		va_end(ap);
+	}
+	changed = r->phase != p;
+	if (changed)
+		log_cluster(LOG_LEVEL_INFO, r->name, "%s -> %s%s%s",
+		    phase_names[r->phase], phase_names[p], msg ? ": " : "",
+		    msg ? msg : "");
+	else if ((msg == NULL) != (r->message == NULL) ||
+	    (msg && strcmp(msg, r->message) != 0))
+		log_cluster(LOG_LEVEL_DEBUG, r->name, "%s: %s",
+		    phase_names[p], msg ? msg : "");
+	r->phase = p;
+	free(r->message);
+	r->message = msg;
+	if (changed && r->env->on_change)
+		r->env->on_change(r->env->arg);
+}
+
+/* The phase to show: a spec error wins over what the cluster does. */
+static enum phase
+shown_phase(const struct reconciler *r, enum phase p)
+{
+	return r->spec_errors.n > 0 ? PHASE_SPEC_ERROR : p;
+}
+
+static void
+schedule(struct reconciler *r, uint64_t delay_ms)
+{
+	struct timeval	 tv;
+
+	tv.tv_sec = (time_t)(delay_ms / 1000);
+	tv.tv_usec = (suseconds_t)((delay_ms % 1000) * 1000);
+	r->next_at_ms = clock_mono_ms() + delay_ms;
+	evtimer_add(r->timer, &tv);
+}
+
+void
+reconciler_kick(struct reconciler *r, uint64_t delay_ms)
+{
+	uint64_t	 at = clock_mono_ms() + delay_ms;
+
+	if (r->inflight != INFLIGHT_NONE)
+		return;		/* requeues itself when the call returns */
+	if (evtimer_pending(r->timer, NULL) && r->next_at_ms <= at)
+		return;
+	schedule(r, delay_ms);
+}
+
+/* Jittered exponential backoff: half fixed, half random. */
+static uint64_t
+backoff_ms(struct reconciler *r)
+{
+	uint64_t	 d = BACKOFF_BASE_MS;
+	unsigned int	 i;
+
+	for (i = 1; i < r->failures && d < BACKOFF_CAP_MS; i++)
+		d *= 2;
+	if (d > BACKOFF_CAP_MS)
+		d = BACKOFF_CAP_MS;
+	return d / 2 + (uint64_t)random() % (d / 2 + 1);
+}
+
+static void
+fail(struct reconciler *r, int error, const char *what, const char *message)
+{
+	char		*e;
+	uint64_t	 delay;
+	bool		 repeat;
+
+	r->failures++;
+	delay = backoff_ms(r);
+	xasprintf(&e, "%s: %s", what, message ? message : strerror(-error));
+	repeat = r->last_error != NULL && strcmp(r->last_error, e) == 0;
+	/* A repeating error is logged at warning only when it changes. */
+	log_cluster(repeat ? LOG_LEVEL_DEBUG : LOG_LEVEL_WARNING, r->name,
+	    "%s, will retry in %llums", e, (unsigned long long)delay);
+	free(r->last_error);
+	r->last_error = e;
+	cond_set(r, COND_READY, false, "BackendError", e);
+	reconciler_write_status(r);
+	schedule(r, delay);
+}
+
+static void	apply_done(void *, int, const char *);
+
+static enum phase
+phase_of_obs(const struct observed *o)
+{
+	switch (o->state) {
+	case OBS_ABSENT:
+		return PHASE_PENDING;
+	case OBS_CREATING:
+		return PHASE_CREATING;
+	case OBS_AVAILABLE:
+		return PHASE_AVAILABLE;
+	case OBS_MODIFYING:
+		return PHASE_MODIFYING;
+	case OBS_DEGRADED:
+		return PHASE_DEGRADED;
+	case OBS_DELETING:
+		return PHASE_DELETING;
+	case OBS_FAILED:
+		return PHASE_FAILED;
+	}
+	return PHASE_PENDING;
+}
+
+static void
+retire_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct reconciler	*r = arg;
+
+	r->env->on_retire(r->env->arg, r->name);
+}
+
+/* Nothing to do now: settle the phase and requeue at the resync. */
+static void
+settle(struct reconciler *r)
+{
+	const struct observed	*o = r->obs;
+	size_t			 i, deferred = 0, replace = 0;
+
+	for (i = 0; i < r->plan.n; i++) {
+		if (r->plan.steps[i].kind == STEP_REPLACE)
+			replace++;
+		else if (r->plan.steps[i].deferred)
+			deferred++;
+	}
+	if (r->deleted && (o == NULL || o->state == OBS_ABSENT) &&
+	    r->spec->deletion_policy == DELETION_DELETE) {
+		log_cluster(LOG_LEVEL_NOTICE, r->name, "deleted");
+		r->retiring = true;
+		event_base_once(r->env->base, -1, EV_TIMEOUT, retire_cb, r,
+		    NULL);
+		return;
+	}
+	r->observed_generation = r->generation;
+	r->failures = 0;
+	if (r->deleted)
+		set_phase(r, shown_phase(r, PHASE_RETAINED), "spec removed; "
+		    "deletion_policy retain leaves the cluster running");
+	else if (replace > 0)
+		set_phase(r, shown_phase(r, phase_of_obs(o)), "some changes "
+		    "need a new cluster and are not applied (see plan)");
+	else if (deferred > 0)
+		set_phase(r, shown_phase(r, phase_of_obs(o)), "changes wait "
+		    "for the maintenance window");
+	else
+		set_phase(r, shown_phase(r, phase_of_obs(o)), "%s",
+		    o && o->message ? o->message : "in sync");
+	cond_set(r, COND_SYNCED, replace + deferred == 0, replace ?
+	    "NeedsReplacement" : deferred ? "PendingMaintenance" : "InSync",
+	    NULL);
+	cond_set(r, COND_READY, o != NULL && (o->state == OBS_AVAILABLE ||
+	    o->state == OBS_DEGRADED), o == NULL ? "Unknown" :
+	    o->state == OBS_AVAILABLE ? "Available" : o->state ==
+	    OBS_DEGRADED ? "Degraded" : o->state == OBS_FAILED ? "Failed" :
+	    "NotReady", NULL);
+	reconciler_write_status(r);
+	schedule(r, r->env->resync_ms);
+}
+
+static enum phase
+phase_of_step(const struct plan_step *s)
+{
+	switch (s->kind) {
+	case STEP_CREATE:
+		return PHASE_CREATING;
+	case STEP_DELETE:
+		return PHASE_DELETING;
+	default:
+		return PHASE_MODIFYING;
+	}
+}
+
+static void
+observe_done(void *arg, int error, const char *message, struct observed *obs)
+{
+	struct reconciler	*r = arg;
+	const struct plan_step	*step;
+	struct strbuf		 sb;
+
+	r->inflight = INFLIGHT_NONE;
+	if (error != 0) {
+		observed_free(obs);
+		fail(r, error, "observe failed", message);
+		return;
+	}
+	observed_free(r->obs);
+	r->obs = obs;
+	plan_free(&r->plan);
+	plan_compute(r->spec, obs, r->deleted, clock_wall_s(), &r->plan);
+	if (r->plan.wait != NULL) {
+		set_phase(r, shown_phase(r, phase_of_obs(obs)), "%s",
+		    r->plan.wait);
+		reconciler_write_status(r);
+		schedule(r, r->backend->poll_ms ? r->backend->poll_ms :
+		    WAIT_POLL_MS);
+		return;
+	}
+	if ((step = plan_next(&r->plan)) == NULL) {
+		settle(r);
+		return;
+	}
+	strbuf_init(&sb);
+	plan_format(&r->plan, &sb);
+	log_cluster(LOG_LEVEL_DEBUG, r->name, "plan:\n%s", sb.s);
+	strbuf_free(&sb);
+	set_phase(r, shown_phase(r, phase_of_step(step)), "%s",
+	    step_kind_name(step->kind));
+	cond_set(r, COND_SYNCED, false, "Progressing", step_kind_name(
+	    step->kind));
+	reconciler_write_status(r);
+	r->inflight = INFLIGHT_APPLY;
+	r->backend->apply(r->handle, r->spec, step, apply_done, r);
+}
+
+static void
+apply_done(void *arg, int error, const char *message)
+{
+	struct reconciler	*r = arg;
+
+	r->inflight = INFLIGHT_NONE;
+	if (error != 0) {
+		fail(r, error, "step failed", message);
+		return;
+	}
+	r->failures = 0;
+	free(r->last_error);
+	r->last_error = NULL;
+	schedule(r, 0);		/* observe the result at once */
+}
+
+/* Attach to the spec's backend, re-attaching when the backend changed. */
+static bool
+ensure_backend(struct reconciler *r)
+{
+	const struct backend	*b = backend_find(r->spec->backend);
+
+	if (b != r->backend)
+		reconciler_detach(r);
+	if (b == NULL || !b->available) {
+		if (r->message == NULL || r->phase != PHASE_PENDING)
+			log_cluster(LOG_LEVEL_NOTICE, r->name, "%s", b ?
+			    b->unavailable_reason : "unknown backend");
+		set_phase(r, shown_phase(r, PHASE_PENDING), "%s", b ?
+		    b->unavailable_reason : "unknown backend");
+		cond_set(r, COND_READY, false, "BackendUnavailable",
+		    r->message);
+		reconciler_write_status(r);
+		return false;
+	}
+	if (r->handle == NULL) {
+		r->backend = b;
+		r->handle = b->attach(&r->env->benv, r->name);
+		if (r->handle == NULL) {
+			r->backend = NULL;
+			fail(r, -EIO, "attach failed", "backend refused the "
+			    "cluster");
+			return false;
+		}
+	}
+	return true;
+}
+
+static void
+reconciler_run(evutil_socket_t fd, short ev, void *arg)
+{
+	struct reconciler	*r = arg;
+
+	if (r->inflight != INFLIGHT_NONE || r->retiring)
+		return;
+	if (r->spec == NULL) {
+		set_phase(r, PHASE_SPEC_ERROR, "no valid spec yet");
+		reconciler_write_status(r);
+		return;
+	}
+	if (!ensure_backend(r)) {
+		schedule(r, r->env->resync_ms);
+		return;
+	}
+	r->inflight = INFLIGHT_OBSERVE;
+	r->backend->observe(r->handle, r->spec, observe_done, r);
+}
+
+void
+reconciler_set_spec(struct reconciler *r, struct cluster_spec *spec,
+    const struct diags *errors)
+{
+	bool	 had_errors = r->spec_errors.n > 0, changed = false;
+	char	*msg;
+
+	diags_clear(&r->spec_errors);
+	if (errors != NULL)
+		diags_append(&r->spec_errors, errors);
+	if (spec != NULL && (r->spec == NULL ||
+	    spec->generation != r->spec->generation ||
+	    strcmp(spec->file, r->spec->file) != 0)) {
+		if (r->spec == NULL || spec->generation != r->spec->generation)
+			changed = true;
+		spec_hold(spec);
+		spec_free(r->spec);
+		r->spec = spec;
+		r->generation = spec->generation;
+		r->spec_updates++;
+	}
+	if (r->spec_errors.n > 0) {
+		msg = diag_format(&r->spec_errors.v[0]);
+		if (!had_errors)
+			log_cluster(LOG_LEVEL_WARNING, r->name, "spec error, "
+			    "%s: %s", r->spec ? "keeping the last good spec" :
+			    "nothing to apply", msg);
+		cond_set(r, COND_SPEC_VALID, false, "SpecError", msg);
+		free(msg);
+		set_phase(r, PHASE_SPEC_ERROR, "%zu error%s in spec",
+		    r->spec_errors.n, r->spec_errors.n == 1 ? "" : "s");
+		reconciler_write_status(r);
+	} else {
+		if (had_errors)
+			log_cluster(LOG_LEVEL_INFO, r->name, "spec valid again");
+		cond_set(r, COND_SPEC_VALID, true, "Valid", NULL);
+		if (had_errors && r->phase == PHASE_SPEC_ERROR) {
+			/* Show the cluster's own state again. */
+			set_phase(r, r->obs ? phase_of_obs(r->obs) :
+			    PHASE_PENDING, "spec valid again");
+			reconciler_write_status(r);
+		}
+	}
+	if (changed) {
+		log_cluster(LOG_LEVEL_DEBUG, r->name, "spec generation %016llx",
+		    (unsigned long long)r->generation);
+		reconciler_kick(r, 0);
+	} else if (had_errors != (r->spec_errors.n > 0))
+		reconciler_kick(r, 0);
+}
+
+void
+reconciler_set_deleted(struct reconciler *r, bool deleted, const char *why)
+{
+	if (r->deleted == deleted)
+		return;
+	r->deleted = deleted;
+	if (deleted) {
+		diags_clear(&r->spec_errors);
+		cond_set(r, COND_SPEC_VALID, true, "Removed", why);
+		log_cluster(LOG_LEVEL_WARNING, r->name, "spec removed (%s); "
+		    "deletion_policy %s", why, r->spec == NULL ? "unknown" :
+		    r->spec->deletion_policy == DELETION_DELETE ? "delete" :
+		    "retain: the cluster keeps running");
+	} else
+		log_cluster(LOG_LEVEL_INFO, r->name, "spec is back");
+	reconciler_kick(r, 0);
+}
+
+void
+reconciler_mark_orphan(struct reconciler *r, const char *why)
+{
+	log_cluster(LOG_LEVEL_WARNING, r->name, "%s", why);
+	set_phase(r, PHASE_RETAINED, "%s", why);
+	cond_set(r, COND_SPEC_VALID, false, "SpecMissing", why);
+	reconciler_write_status(r);
+}
+
+json_t *
+reconciler_status_json(const struct reconciler *r)
+{
+	json_t	*j, *conds, *errs;
+	char	 ts[40], gen[20];
+	size_t	 i;
+
+	conds = json_array();
+	for (i = 0; i < COND__COUNT; i++) {
+		const struct condition *c = &r->cond[i];
+		if (!c->set)
+			continue;
+		format_rfc3339(c->since, ts, sizeof ts);
+		json_array_append_new(conds, json_pack("{s:s, s:s, s:s, s:s, "
+		    "s:s}", "type", cond_names[i], "status", c->status ?
+		    "True" : "False", "reason", c->reason, "message",
+		    c->message, "since", ts));
+	}
+	errs = json_array();
+	for (i = 0; i < r->spec_errors.n; i++) {
+		char *s = diag_format(&r->spec_errors.v[i]);
+		json_array_append_new(errs, json_string(s));
+		free(s);
+	}
+	snprintf(gen, sizeof gen, "%016llx", (unsigned long long)r->generation);
+	format_rfc3339(r->updated_at, ts, sizeof ts);
+	j = json_object();
+	json_object_set_new(j, "name", json_string(r->name));
+	json_object_set_new(j, "backend", r->spec ?
+	    json_string(r->spec->backend) : json_null());
+	json_object_set_new(j, "phase", json_string(phase_names[r->phase]));
+	json_object_set_new(j, "message", r->message ?
+	    json_string(r->message) : json_null());
+	json_object_set_new(j, "generation", json_string(gen));
+	snprintf(gen, sizeof gen, "%016llx",
+	    (unsigned long long)r->observed_generation);
+	json_object_set_new(j, "observed_generation", r->observed_generation ?
+	    json_string(gen) : json_null());
+	json_object_set_new(j, "spec_file", r->spec ?
+	    json_string(r->spec->file) : json_null());
+	json_object_set_new(j, "deletion_policy", r->spec ? json_string(
+	    r->spec->deletion_policy == DELETION_DELETE ? "delete" :
+	    "retain") : json_null());
+	json_object_set_new(j, "deleted", json_boolean(r->deleted));
+	json_object_set_new(j, "conditions", conds);
+	json_object_set_new(j, "spec_errors", errs);
+	json_object_set_new(j, "endpoints", r->obs && r->obs->endpoints ?
+	    json_incref(r->obs->endpoints) : json_object());
+	json_object_set_new(j, "plan", plan_to_json(&r->plan));
+	json_object_set_new(j, "last_error", r->last_error ?
+	    json_string(r->last_error) : json_null());
+	json_object_set_new(j, "updated_at", json_string(ts));
+	return j;
+}
+
+static void
+reconciler_write_status(struct reconciler *r)
+{
+	json_t	*j;
+	char	*txt, *path;
+	int	 e;
+
+	if (r->env->status_dir == NULL)
+		return;
+	r->updated_at = clock_wall_s();
+	j = reconciler_status_json(r);
+	txt = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
+	json_decref(j);
+	xasprintf(&path, "%s/%s.json", r->env->status_dir, r->name);
+	if ((e = file_write_atomic(path, txt, strlen(txt), 0644, false)) != 0)
+		log_cluster(LOG_LEVEL_WARNING, r->name, "cannot write %s: %s",
+		    path, strerror(-e));
+	free(path);
+	free(txt);
+}
+
+/* Remove the status file of a cluster that is gone. */
+void
+reconciler_remove_status(struct ctl_env *env, const char *name)
+{
+	char	*path;
+
+	xasprintf(&path, "%s/%s.json", env->status_dir, name);
+	unlink(path);
+	free(path);
+}

@@ -1,0 +1,84 @@
+/*
+ * One reconciler per cluster name. It holds the spec in force, observes the
+ * cluster through its backend, computes a plan and carries out the first
+ * step, one action at a time, then requeues itself: soon after progress,
+ * at the resync interval when in sync, and with jittered exponential
+ * backoff after errors. Its status is written to STATUS_DIR/NAME.json
+ * atomically whenever it changes.
+ */
+#ifndef CK_RECONCILER_H
+#define CK_RECONCILER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <event2/event.h>
+#include <jansson.h>
+
+#include "backend.h"
+#include "diag.h"
+#include "plan.h"
+#include "spec.h"
+
+enum phase {
+	PHASE_PENDING,
+	PHASE_CREATING,
+	PHASE_AVAILABLE,
+	PHASE_MODIFYING,
+	PHASE_DEGRADED,
+	PHASE_FAILED,
+	PHASE_DELETING,
+	PHASE_RETAINED,
+	PHASE_SPEC_ERROR,
+	PHASE__COUNT
+};
+
+#define BACKOFF_BASE_MS		1000
+#define BACKOFF_CAP_MS		300000	/* 5 minutes */
+#define WAIT_POLL_MS		1000	/* while the backend is busy */
+
+/* What the reconcilers share; owned by the daemon. */
+struct ctl_env {
+	struct event_base	*base;
+	struct backend_env	 benv;
+	char			*status_dir;
+	uint64_t		 resync_ms;
+	/* Called (from the loop) when a reconciler's phase changes. */
+	void			 (*on_change)(void *arg);
+	/* Called on a later loop turn when a reconciler is finished. */
+	void			 (*on_retire)(void *arg, const char *name);
+	void			*arg;
+};
+
+struct reconciler;
+
+struct reconciler *reconciler_new(struct ctl_env *, const char *name);
+/* Stop and free; cancels what is in flight. Not from its own callbacks. */
+void		 reconciler_free(struct reconciler *);
+/*
+ * Give the reconciler the spec resolved for its name (NULL: none valid
+ * yet) and the spec errors that concern it (empty: none). A new generation
+ * triggers a reconcile at once. The reconciler takes its own reference.
+ */
+void		 reconciler_set_spec(struct reconciler *, struct cluster_spec *,
+		    const struct diags *errors);
+/* The spec disappeared (true) or came back (false). */
+void		 reconciler_set_deleted(struct reconciler *, bool deleted,
+		    const char *why);
+void		 reconciler_kick(struct reconciler *, uint64_t delay_ms);
+/* A cluster known from its status file only: shown retained, never acted
+ * on until a spec arrives. */
+void		 reconciler_mark_orphan(struct reconciler *, const char *why);
+
+const char	*reconciler_name(const struct reconciler *);
+enum phase	 reconciler_phase(const struct reconciler *);
+bool		 reconciler_in_sync(const struct reconciler *);
+const struct cluster_spec *reconciler_spec(const struct reconciler *);
+uint64_t	 reconciler_generation(const struct reconciler *);
+/* Number of spec generations handed to this reconciler (for benches). */
+uint64_t	 reconciler_spec_updates(const struct reconciler *);
+json_t		*reconciler_status_json(const struct reconciler *);
+void		 reconciler_remove_status(struct ctl_env *, const char *name);
+const char	*phase_name(enum phase);
+
+#endif

@@ -1,0 +1,259 @@
+/*
+ * From the specs directory to the reconcilers: scan, resolve names, hand
+ * every reconciler its spec (or its errors, or its deletion), and keep the
+ * one-line STATUS= summary current.
+ */
+#include "config.h"
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon.h"
+#include "log.h"
+#include "notify.h"
+#include "util.h"
+#include "watcher.h"
+
+static const char *
+current_file(void *arg, const char *name)
+{
+	struct daemon			*d = arg;
+	struct reconciler		*r;
+	const struct cluster_spec	*s;
+
+	if ((r = htab_get(d->reconcilers, name)) == NULL)
+		return NULL;
+	s = reconciler_spec(r);
+	return s ? s->file : NULL;
+}
+
+/* Log file errors once each: repeats across rescans go to debug. */
+static void
+log_file_errors(struct daemon *d, const struct diags *errs)
+{
+	struct strbuf	 sb;
+	size_t		 i;
+	char		*s;
+
+	strbuf_init(&sb);
+	for (i = 0; i < errs->n; i++) {
+		s = diag_format(&errs->v[i]);
+		strbuf_puts(&sb, s);
+		strbuf_puts(&sb, "\n");
+		free(s);
+	}
+	if (d->file_errors_seen == NULL ||
+	    strcmp(d->file_errors_seen, sb.s) != 0) {
+		for (i = 0; i < errs->n; i++) {
+			s = diag_format(&errs->v[i]);
+			/* Never repeat a line the previous scan reported. */
+			if (d->file_errors_seen == NULL ||
+			    strstr(d->file_errors_seen, s) == NULL)
+				log_warnx("spec error: %s", s);
+			free(s);
+		}
+		free(d->file_errors_seen);
+		d->file_errors_seen = strbuf_detach(&sb);
+	}
+	strbuf_free(&sb);
+}
+
+void
+daemon_rescan(struct daemon *d, const char *why)
+{
+	struct desired_set	 ds;
+	struct htab		*seen;
+	struct reconciler	*r;
+	const char		*name;
+	void			*v;
+	size_t			 i, pos, changed;
+	char			**gone = NULL;
+	size_t			 ngone = 0;
+	uint64_t		 t0 = clock_mono_us();
+
+	if (d->watcher != NULL)
+		watcher_drain(d->watcher);
+	changed = specdir_scan(d->specs);
+	if (d->watcher != NULL)
+		watcher_set_dirs(d->watcher, d->specs->dirs, d->specs->ndirs);
+	d->rescans++;
+	if (changed == 0 && d->rescans > 1) {
+		log_debug("rescan (%s): nothing changed", why);
+		return;
+	}
+	specdir_resolve(d->specs, current_file, d, &ds);
+	log_file_errors(d, &ds.file_errors);
+	seen = htab_new();
+	for (i = 0; i < ds.n; i++) {
+		struct desired *de = &ds.v[i];
+
+		htab_put(seen, de->name, (void *)1);
+		if ((r = htab_get(d->reconcilers, de->name)) == NULL) {
+			r = reconciler_new(&d->env, de->name);
+			htab_put(d->reconcilers, de->name, r);
+		}
+		reconciler_set_deleted(r, false, NULL);
+		reconciler_set_spec(r, de->spec, &de->errors);
+	}
+	pos = 0;
+	while (htab_next(d->reconcilers, &pos, &name, &v)) {
+		if (htab_get(seen, name) != NULL)
+			continue;
+		r = v;
+		if (reconciler_spec(r) == NULL) {
+			if (reconciler_phase(r) != PHASE_RETAINED) {
+				gone = xreallocarray(gone, ngone + 1,
+				    sizeof *gone);
+				gone[ngone++] = xstrdup(name);
+			}
+			continue;
+		}
+		reconciler_set_deleted(r, true, "no spec file defines it");
+	}
+	for (i = 0; i < ngone; i++) {
+		/* Never had a valid spec, now not even a broken one. */
+		r = htab_del(d->reconcilers, gone[i]);
+		reconciler_remove_status(&d->env, gone[i]);
+		reconciler_free(r);
+		free(gone[i]);
+	}
+	free(gone);
+	htab_free(seen);
+	d->invalid_files = ds.invalid_files;
+	d->spec_errors = ds.file_errors.n;
+	log_info("loaded %zu file%s (%s): %zu cluster%s, %zu invalid file%s "
+	    "in %.1f ms", d->specs->nfiles, d->specs->nfiles == 1 ? "" : "s",
+	    why, ds.n, ds.n == 1 ? "" : "s", ds.invalid_files,
+	    ds.invalid_files == 1 ? "" : "s",
+	    (double)(clock_mono_us() - t0) / 1000.0);
+	desired_set_free(&ds);
+	daemon_update_summary(d);
+}
+
+void
+daemon_retire(void *arg, const char *name)
+{
+	struct daemon		*d = arg;
+	struct reconciler	*r;
+	char			*n = xstrdup(name);
+
+	if ((r = htab_del(d->reconcilers, n)) != NULL) {
+		reconciler_remove_status(&d->env, n);
+		reconciler_free(r);
+	}
+	free(n);
+	daemon_update_summary(d);
+}
+
+void
+daemon_free_reconcilers(struct daemon *d)
+{
+	size_t		 pos = 0;
+	const char	*name;
+	void		*v;
+
+	while (htab_next(d->reconcilers, &pos, &name, &v))
+		reconciler_free(v);
+	htab_free(d->reconcilers);
+	d->reconcilers = NULL;
+}
+
+void
+daemon_update_summary(struct daemon *d)
+{
+	size_t		 counts[PHASE__COUNT] = { 0 }, insync = 0, total = 0;
+	size_t		 pos = 0;
+	const char	*name;
+	void		*v;
+	struct strbuf	 sb;
+
+	while (htab_next(d->reconcilers, &pos, &name, &v)) {
+		struct reconciler *r = v;
+		total++;
+		if (reconciler_in_sync(r) &&
+		    reconciler_phase(r) == PHASE_AVAILABLE)
+			insync++;
+		else
+			counts[reconciler_phase(r)]++;
+	}
+	strbuf_init(&sb);
+	strbuf_printf(&sb, "%zu cluster%s: %zu in sync", total,
+	    total == 1 ? "" : "s", insync);
+	size_t converging = counts[PHASE_CREATING] + counts[PHASE_MODIFYING] +
+	    counts[PHASE_DELETING] + counts[PHASE_AVAILABLE];
+	if (converging)
+		strbuf_printf(&sb, ", %zu converging", converging);
+	if (counts[PHASE_PENDING])
+		strbuf_printf(&sb, ", %zu pending", counts[PHASE_PENDING]);
+	if (counts[PHASE_DEGRADED])
+		strbuf_printf(&sb, ", %zu degraded", counts[PHASE_DEGRADED]);
+	if (counts[PHASE_FAILED])
+		strbuf_printf(&sb, ", %zu failed", counts[PHASE_FAILED]);
+	if (counts[PHASE_RETAINED])
+		strbuf_printf(&sb, ", %zu retained", counts[PHASE_RETAINED]);
+	if (counts[PHASE_SPEC_ERROR])
+		strbuf_printf(&sb, ", %zu spec error%s",
+		    counts[PHASE_SPEC_ERROR],
+		    counts[PHASE_SPEC_ERROR] == 1 ? "" : "s");
+	if (d->invalid_files)
+		strbuf_printf(&sb, "; %zu invalid spec file%s",
+		    d->invalid_files, d->invalid_files == 1 ? "" : "s");
+	notify_status(sb.s);
+	strbuf_free(&sb);
+}
+
+static void
+summary_fire(evutil_socket_t fd, short ev, void *arg)
+{
+	daemon_update_summary(arg);
+}
+
+void
+daemon_summary_soon(void *arg)
+{
+	struct daemon	*d = arg;
+	struct timeval	 tv = { 0, 0 };
+
+	if (d->ev_summary == NULL)
+		d->ev_summary = evtimer_new(d->base, summary_fire, d);
+	if (!evtimer_pending(d->ev_summary, NULL))
+		evtimer_add(d->ev_summary, &tv);
+}
+
+/*
+ * Clusters that have a status file but no spec at start-up. For safety a
+ * deletion policy is never applied to them: a wrong clusters_dir or an
+ * empty checkout at boot must not delete anything. They show as retained
+ * until their spec comes back.
+ */
+void
+daemon_load_known(struct daemon *d)
+{
+	DIR		*dir;
+	struct dirent	*de;
+	char		*name;
+	size_t		 len;
+	struct reconciler *r;
+	const char	*why;
+
+	if ((dir = opendir(d->env.status_dir)) == NULL)
+		return;
+	while ((de = readdir(dir)) != NULL) {
+		len = strlen(de->d_name);
+		if (len < 6 || strcmp(de->d_name + len - 5, ".json") != 0)
+			continue;
+		name = xstrndup(de->d_name, len - 5);
+		if (spec_name_valid(name, &why) &&
+		    htab_get(d->reconcilers, name) == NULL) {
+			r = reconciler_new(&d->env, name);
+			reconciler_mark_orphan(r, "spec not found at start-up; "
+			    "the cluster is left as it is (no deletion policy "
+			    "is applied until its spec has been seen)");
+			htab_put(d->reconcilers, name, r);
+		}
+		free(name);
+	}
+	closedir(dir);
+}
