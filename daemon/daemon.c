@@ -74,6 +74,7 @@ on_watch_writing(void *arg, const char *path, bool writing)
 {
 	struct daemon	*d = arg;
 
+	log_debug("%s is %s", path, writing ? "being written" : "closed");
 	specdir_mark_writing(d->specs, path, writing);
 }
 

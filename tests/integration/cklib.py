@@ -1,0 +1,247 @@
+"""Helpers for cachekeeper's integration tests.
+
+Each test gets a private temporary directory with a generated daemon
+configuration, starts the real daemon binary (cachekeeperd, or
+cachekeeperd-test which is the same code plus the in-memory "test" backend),
+listens on its NOTIFY_SOCKET like systemd would, and polls files and logs
+with deadlines (Redis's wait_for_condition). Every process a test starts is
+stopped by its pid when the test ends, also on failure.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import unittest
+
+BUILDDIR = os.environ.get("CK_BUILDDIR") or os.path.abspath(
+    os.path.join(os.path.dirname(__file__), "..", ".."))
+SRCDIR = os.environ.get("CK_SRCDIR") or BUILDDIR
+DAEMON = os.path.join(BUILDDIR, "cachekeeperd")
+TEST_DAEMON = os.path.join(BUILDDIR, "tests", "cachekeeperd-test")
+CLI = os.path.join(BUILDDIR, "cachekeeper")
+# Sanitizer and valgrind runs are slower: scale every deadline.
+SLOW = float(os.environ.get("CK_TEST_SLOW", "1"))
+
+
+def wait_for(cond, timeout=10.0, interval=0.02, what="condition"):
+    """Poll cond() until it returns a true value; fail after timeout."""
+    deadline = time.monotonic() + timeout * SLOW
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = cond()
+        except (OSError, ValueError, KeyError, TypeError):
+            last = None
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError("timed out after %.1fs waiting for %s" %
+                         (timeout * SLOW, what))
+
+
+def spec(name, backend="test", extra="", labels=None):
+    """A valid spec document; extra is YAML added under spec:."""
+    lab = ""
+    if labels:
+        lab = "  labels:\n" + "".join(
+            "    %s: \"%s\"\n" % (k, v) for k, v in labels.items())
+    body = textwrap.indent(textwrap.dedent(extra).strip("\n"), "  ")
+    return ("apiVersion: cachekeeper/v1\nkind: RedisCluster\n"
+            "metadata:\n  name: %s\n%sspec:\n  backend: %s\n%s\n"
+            % (name, lab, backend, body if body.strip() else ""))
+
+
+class NotifyListener:
+    """A datagram socket standing in for systemd's notify socket."""
+
+    def __init__(self, path):
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(path)
+        self.sock.setblocking(False)
+        self.messages = []
+
+    def poll(self):
+        while True:
+            try:
+                data = self.sock.recv(65536)
+            except BlockingIOError:
+                break
+            for line in data.decode().split("\n"):
+                if line:
+                    self.messages.append(line)
+        return self.messages
+
+    def seen(self, prefix):
+        return [m for m in self.poll() if m.startswith(prefix)]
+
+    def close(self):
+        self.sock.close()
+
+
+class Daemon:
+    """One daemon process with its own directory tree."""
+
+    def __init__(self, tmp, binary=TEST_DAEMON, config=None, notify=True,
+                 env=None, args=("-d",)):
+        self.tmp = tmp
+        self.binary = binary
+        self.specs = os.path.join(tmp, "specs")
+        self.state = os.path.join(tmp, "state")
+        self.conf = os.path.join(tmp, "cachekeeperd.yaml")
+        self.log_path = os.path.join(tmp, "daemon.log")
+        os.makedirs(self.specs, exist_ok=True)
+        if config is None:
+            config = ("clusters_dir: %s\nstate_dir: %s\n"
+                      "resync_interval: 60s\n" % (self.specs, self.state))
+        with open(self.conf, "w") as f:
+            f.write(config)
+        self.notify = NotifyListener(os.path.join(tmp, "notify.sock")) \
+            if notify else None
+        self.env = dict(os.environ)
+        self.env.pop("NOTIFY_SOCKET", None)
+        self.env.pop("WATCHDOG_USEC", None)
+        self.env.pop("JOURNAL_STREAM", None)
+        if self.notify:
+            self.env["NOTIFY_SOCKET"] = self.notify.path
+        if env:
+            self.env.update(env)
+        self.args = list(args)
+        self.proc = None
+        self.logf = None
+
+    def start(self, wait_ready=True):
+        self.logf = open(self.log_path, "ab")
+        cmd = [self.binary, "-f", self.conf] + self.args
+        if os.environ.get("CK_VALGRIND"):
+            cmd = ["valgrind", "-q", "--error-exitcode=99",
+                   "--leak-check=full"] + cmd
+        self.proc = subprocess.Popen(cmd, stdout=self.logf,
+                                     stderr=subprocess.STDOUT, env=self.env)
+        if wait_ready:
+            self.wait_log("ready", timeout=10)
+        return self
+
+    def pid(self):
+        return self.proc.pid
+
+    def send(self, sig):
+        self.proc.send_signal(sig)
+
+    def stop(self, sig=signal.SIGTERM, timeout=10):
+        """Stop by pid; returns the exit code."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout * SLOW)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        rc = self.proc.returncode
+        self.proc = None
+        self.logf.close()
+        return rc
+
+    def close(self):
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGCONT)
+            self.stop(signal.SIGKILL)
+        if self.notify:
+            self.notify.close()
+
+    def log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def wait_log(self, text, timeout=5, count=1):
+        return wait_for(lambda: self.log().count(text) >= count, timeout,
+                        what="log line %r x%d" % (text, count))
+
+    def status_path(self, name):
+        return os.path.join(self.state, "status", name + ".json")
+
+    def status(self, name):
+        try:
+            with open(self.status_path(name)) as f:
+                return json.load(f)
+        except FileNotFoundError:
+            return None
+
+    def wait_status(self, name, timeout=5, **want):
+        """Wait until the status file has every key=value in want."""
+        def ok():
+            st = self.status(name)
+            if st is None:
+                return None
+            for k, v in want.items():
+                if st.get(k) != v:
+                    return None
+            return st
+        return wait_for(ok, timeout, what="status of %s with %r" %
+                        (name, want))
+
+    def write(self, rel, text, atomic=True):
+        """Write a spec file: atomically (temp + rename) or in place."""
+        path = os.path.join(self.specs, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        if atomic:
+            tmp = os.path.join(os.path.dirname(path),
+                               "." + os.path.basename(path) + ".tmp")
+            with open(tmp, "w") as f:
+                f.write(text)
+            os.rename(tmp, path)
+        else:
+            with open(path, "w") as f:
+                f.write(text)
+        return path
+
+
+class DaemonTest(unittest.TestCase):
+    """Base class: a temp dir per test and daemons stopped at the end."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="ck-it-")
+        self.daemons = []
+
+    def tearDown(self):
+        for d in self.daemons:
+            d.close()
+        res = self._outcome.result
+        failed = any(t is self for t, _ in res.errors + res.failures)
+        if failed or not self._outcome.success or \
+                os.environ.get("CK_TEST_VERBOSE"):
+            for d in self.daemons:
+                sys.stderr.write("---- daemon log (%s) ----\n%s\n" %
+                                 (d.log_path, d.log()[-6000:]))
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def daemon(self, **kw):
+        d = Daemon(self.tmp, **kw)
+        self.daemons.append(d)
+        return d
+
+
+def main():
+    """Run the tests; print the plain 'N passed, N failed' closing line."""
+    prog = unittest.main(exit=False, verbosity=2)
+    res = prog.result
+    failed = len(res.failures) + len(res.errors)
+    skipped = len(res.skipped)
+    passed = res.testsRun - failed - skipped
+    print("%d passed, %d failed, %d skipped" % (passed, failed, skipped))
+    for t, why in res.skipped:
+        print("skipped %s: %s" % (t.id(), why))
+    sys.exit(1 if failed else (77 if passed == 0 and skipped else 0))
