@@ -1,0 +1,254 @@
+#!/usr/bin/python3
+"""cachekeeperd as systemd and an operator see it: sd_notify readiness,
+status, watchdog, reload and stop; -n configuration checks; the state
+directory lock; restarts."""
+
+import os
+import re
+import signal
+import subprocess
+import time
+
+import cklib
+from cklib import DaemonTest, spec, wait_for, DAEMON, TEST_DAEMON
+
+
+class NotifyTest(DaemonTest):
+
+    def test_ready_status_and_stopping(self):
+        d = self.daemon()
+        d.write("a.yaml", spec("alpha") + "---\n" + spec("beta"))
+        d.write("bad.yaml", spec("gamma", extra="port: 0"))
+        d.start()
+        wait_for(lambda: d.notify.seen("READY=1"), what="READY=1")
+        # STATUS= summarises every cluster; it converges to all in sync.
+        wait_for(lambda: "STATUS=3 clusters: 2 in sync, 1 spec error; "
+                 "1 invalid spec file" in d.notify.poll(),
+                 what="summary status")
+        msgs = d.notify.poll()
+        self.assertLess(msgs.index("READY=1"), len(msgs))
+        self.assertEqual(d.stop(), 0)
+        self.assertTrue(d.notify.seen("STOPPING=1"))
+        self.assertIn("managed clusters keep running", d.log())
+
+    def test_ready_comes_after_first_load(self):
+        d = self.daemon()
+        for i in range(50):
+            d.write("f%02d.yaml" % i, spec("c%02d" % i))
+        d.start()
+        wait_for(lambda: d.notify.seen("READY=1"), what="READY=1")
+        log = d.log()
+        self.assertLess(log.index("loaded 50 files (start-up)"),
+                        log.index("info: ready"))
+
+    def test_watchdog_pings_when_asked(self):
+        d = self.daemon(env={"WATCHDOG_USEC": "400000",
+                             "WATCHDOG_PID": ""})
+        d.env.pop("WATCHDOG_PID")
+        d.start()
+        # Every WATCHDOG_USEC/2 = 200 ms: at least 5 pings in 1.5 s.
+        time.sleep(1.5 * cklib.SLOW)
+        n = len(d.notify.seen("WATCHDOG=1"))
+        self.assertGreaterEqual(n, 5, "only %d watchdog pings" % n)
+        self.assertLessEqual(n, 10)
+
+    def test_no_watchdog_unless_asked(self):
+        d = self.daemon()
+        d.start()
+        time.sleep(0.5)
+        self.assertEqual(d.notify.seen("WATCHDOG=1"), [])
+
+    def test_runs_without_systemd(self):
+        d = self.daemon(notify=False)
+        d.write("a.yaml", spec("alpha"))
+        d.start()
+        d.wait_status("alpha", phase="available")
+        self.assertEqual(d.stop(), 0)
+
+    def test_sighup_reloads_config_and_specs(self):
+        d = self.daemon()
+        d.write("a.yaml", spec("alpha"))
+        d.start()
+        d.wait_status("alpha", phase="available")
+        # A new clusters_dir and default backend take effect on SIGHUP.
+        other = os.path.join(self.tmp, "other")
+        os.makedirs(other)
+        with open(os.path.join(other, "b.yaml"), "w") as f:
+            f.write(spec("beta"))
+        with open(d.conf, "w") as f:
+            f.write("clusters_dir: %s\nstate_dir: %s\nlog_level: debug\n"
+                    % (other, d.state))
+        d.send(signal.SIGHUP)
+        wait_for(lambda: d.notify.seen("RELOADING=1"), what="RELOADING=1")
+        d.wait_status("beta", phase="available")
+        d.wait_status("alpha", phase="retained")
+        msgs = d.notify.poll()
+        rel = [i for i, m in enumerate(msgs) if m == "RELOADING=1"][0]
+        self.assertIn("READY=1", msgs[rel:])
+        self.assertTrue(any(m.startswith("MONOTONIC_USEC=") for m in msgs))
+
+    def test_bad_reload_keeps_running_config(self):
+        d = self.daemon()
+        d.write("a.yaml", spec("alpha"))
+        d.start()
+        d.wait_status("alpha", phase="available")
+        with open(d.conf) as f:
+            good = f.read()
+        with open(d.conf, "w") as f:
+            f.write(good + "resync_intervall: 5s\n")
+        d.send(signal.SIGHUP)
+        d.wait_log("keeping the running one")
+        self.assertIn("unknown key 'resync_intervall' in configuration, "
+                      "did you mean 'resync_interval'?", d.log())
+        # Still watching the same directory with the old configuration.
+        d.write("b.yaml", spec("beta"))
+        d.wait_status("beta", phase="available")
+        self.assertIsNone(d.proc.poll())
+
+    def test_sigint_stops_cleanly(self):
+        d = self.daemon()
+        d.start()
+        self.assertEqual(d.stop(signal.SIGINT), 0)
+        self.assertTrue(d.notify.seen("STOPPING=1"))
+
+
+class CheckTest(DaemonTest):
+    """cachekeeperd -n: check everything, print every error, exit."""
+
+    def run_check(self, d, binary=DAEMON):
+        p = subprocess.run([binary, "-n", "-f", d.conf],
+                           capture_output=True, text=True, timeout=10)
+        return p.returncode, p.stdout, p.stderr
+
+    def test_good_config(self):
+        d = self.daemon(notify=False)
+        d.write("a.yaml", spec("alpha", backend="local"))
+        rc, out, err = self.run_check(d)
+        self.assertEqual((rc, err), (0, ""))
+        self.assertIn("configuration OK", out)
+
+    def test_bad_specs_every_error_printed(self):
+        d = self.daemon(notify=False)
+        d.write("a.yaml", spec("alpha", backend="local",
+                               extra="port: 70000\ncluster_size: 0"))
+        d.write("b.yaml", spec("beta", backend="local"))
+        d.write("c.yaml", spec("beta", backend="local"))
+        rc, out, err = self.run_check(d)
+        self.assertEqual(rc, 1)
+        self.assertNotIn("configuration OK", out)
+        lines = err.strip().split("\n")
+        self.assertIn("%s/a.yaml:7:9: spec.port must be 1..65535, got 70000"
+                      % d.specs, lines)
+        self.assertIn("%s/a.yaml:8:17: spec.cluster_size must be 1..6, got 0"
+                      % d.specs, lines)
+        self.assertTrue(any(re.match(r".*/b\.yaml:4:9: cluster 'beta' is "
+                                     r"also defined at .*/c\.yaml:4:9", l)
+                            for l in lines), err)
+        self.assertEqual(len(lines), 4, err)
+
+    def test_bad_daemon_config(self):
+        d = self.daemon(notify=False)
+        with open(d.conf, "w") as f:
+            f.write("clusters_dir: %s\nresync_interval: 10\n"
+                    "log_level: loud\nlocal:\n  port_range: 9-2\n" % d.specs)
+        rc, out, err = self.run_check(d)
+        self.assertEqual(rc, 1)
+        self.assertIn("cachekeeperd.yaml:2:18: resync_interval must be a "
+                      "duration from 1s to 24h", err)
+        self.assertIn("cachekeeperd.yaml:3:12: log_level must be one of "
+                      "error, warning, notice, info or debug, got 'loud'", err)
+        self.assertIn("cachekeeperd.yaml:5:15: local.port_range must be "
+                      "FIRST-LAST", err)
+
+    def test_missing_config_file(self):
+        p = subprocess.run([DAEMON, "-n", "-f", os.path.join(self.tmp,
+                            "nope.yaml")], capture_output=True, text=True)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("nope.yaml: cannot read: No such file or directory",
+                      p.stderr)
+
+    def test_start_refuses_bad_config(self):
+        d = self.daemon(notify=False)
+        with open(d.conf, "w") as f:
+            f.write("clusters_dir: [\n")
+        d.start(wait_ready=False)
+        wait_for(lambda: d.proc.poll() is not None, what="daemon exit")
+        self.assertEqual(d.proc.returncode, 1)
+        self.assertIn("YAML syntax error", d.log())
+
+    def test_version_and_help(self):
+        for args in (["--version"], ["--help"]):
+            p = subprocess.run([DAEMON] + args, capture_output=True,
+                               text=True)
+            self.assertEqual(p.returncode, 0)
+        self.assertIn("usage: cachekeeperd", subprocess.run(
+            [DAEMON, "--help"], capture_output=True, text=True).stdout)
+        p = subprocess.run([DAEMON, "--bogus"], capture_output=True,
+                           text=True)
+        self.assertEqual(p.returncode, 2)
+
+
+class LifecycleTest(DaemonTest):
+
+    def test_one_daemon_per_state_dir(self):
+        d1 = self.daemon()
+        d1.start()
+        d2 = cklib.Daemon(self.tmp, notify=False)
+        self.daemons.append(d2)
+        d2.log_path = os.path.join(self.tmp, "second.log")
+        d2.start(wait_ready=False)
+        wait_for(lambda: d2.proc.poll() is not None, what="second exits")
+        self.assertEqual(d2.proc.returncode, 1)
+        self.assertIn("is owned by another cachekeeperd (pid %d)" % d1.pid(),
+                      d2.log())
+
+    def test_restart_keeps_retained_clusters_safe(self):
+        d = self.daemon()
+        path = d.write("a.yaml", spec("alpha", extra="deletion_policy: "
+                                      "delete"))
+        d.write("b.yaml", spec("beta"))
+        d.start()
+        d.wait_status("alpha", phase="available")
+        d.wait_status("beta", phase="available")
+        self.assertEqual(d.stop(), 0)
+        # Started again without alpha's spec: it is not deleted, whatever
+        # its policy, because its spec was never seen by this daemon.
+        os.unlink(path)
+        d.start()
+        st = d.wait_status("alpha", phase="retained")
+        self.assertIn("spec not found at start-up", st["message"])
+        d.wait_status("beta", phase="available")
+        time.sleep(0.3)
+        self.assertNotIn("test backend applies delete", d.log())
+
+    def test_backoff_on_failing_step(self):
+        d = self.daemon()
+        d.write("a.yaml", spec("alpha", labels={"test-fail": "create",
+                                                 "test-fail-times": "2"}))
+        d.start()
+        st = d.wait_status("alpha", phase="available", timeout=15)
+        log = d.log()
+        self.assertEqual(log.count("test backend applies create"), 3)
+        # The repeated identical error is logged at warning once only.
+        self.assertEqual(log.count("warning: cluster alpha: step failed: "
+                                   "injected failure"), 1)
+        retries = [int(x) for x in re.findall(r"will retry in (\d+)ms", log)]
+        self.assertEqual(len(retries), 2)
+        self.assertTrue(500 <= retries[0] <= 1000, retries)
+        self.assertTrue(1000 <= retries[1] <= 2000, retries)
+        self.assertIsNone(st["last_error"])
+
+    def test_unavailable_backend_is_reported(self):
+        d = self.daemon(binary=DAEMON)
+        d.write("a.yaml", spec("alpha", backend="elasticache"))
+        d.start()
+        st = d.wait_status("alpha", phase="pending")
+        self.assertIn("elasticache backend is not part of this build",
+                      st["message"])
+        ready = [c for c in st["conditions"] if c["type"] == "Ready"][0]
+        self.assertEqual((ready["status"], ready["reason"]),
+                         ("False", "BackendUnavailable"))
+
+
+if __name__ == "__main__":
+    cklib.main()
