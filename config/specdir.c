@@ -265,7 +265,8 @@ specdir_scan(struct specdir *sd)
 		}
 	}
 	free(sd->files);
-	qsort(w.files, w.nfiles, sizeof *w.files, file_cmp);
+	if (w.nfiles > 1)
+		qsort(w.files, w.nfiles, sizeof *w.files, file_cmp);
 	sd->files = w.files;
 	sd->nfiles = w.nfiles;
 	htab_free(w.byname);
@@ -393,7 +394,8 @@ specdir_resolve(struct specdir *sd,
 	diags_init(&out->file_errors);
 	diags_append(&out->file_errors, &sd->scan_diags);
 	collect(sd, &v, &n, &cap, out);
-	qsort(v, n, sizeof *v, cand_cmp);
+	if (n > 1)
+		qsort(v, n, sizeof *v, cand_cmp);
 	out->v = xcalloc(n ? n : 1, sizeof *out->v);
 	for (i = 0; i < n; i = j) {
 		for (j = i + 1; j < n && strcmp(v[i].name, v[j].name) == 0; j++)

@@ -449,5 +449,6 @@ daemon_main(int argc, char **argv)
 	rc = daemon_run(d);
 	log_info("stopped");
 	daemon_free(d);
+	notify_free();
 	return rc;
 }

@@ -76,8 +76,10 @@ daemon_rescan(struct daemon *d, const char *why)
 	if (d->watcher != NULL)
 		watcher_drain(d->watcher);
 	changed = specdir_scan(d->specs);
-	if (d->watcher != NULL)
-		watcher_set_dirs(d->watcher, d->specs->dirs, d->specs->ndirs);
+	/* New directories: scan again what raced in before their watch. */
+	for (i = 0; i < 8 && d->watcher != NULL && watcher_set_dirs(d->watcher,
+	    d->specs->dirs, d->specs->ndirs) > 0 && d->rescans > 0; i++)
+		changed += specdir_scan(d->specs);
 	d->rescans++;
 	if (changed == 0 && d->rescans > 1) {
 		log_debug("rescan (%s): nothing changed", why);

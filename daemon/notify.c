@@ -1,8 +1,22 @@
-/* sd_notify wrappers; see notify.h. */
+/*
+ * sd_notify; see notify.h. Messages are sent with our own non-blocking
+ * sendto() rather than libsystemd's sd_notify(): that one blocks when the
+ * receiver's queue is full (net.unix.max_dgram_qlen, often only 10), and a
+ * daemon whose supervisor is slow to read must never stall its event loop.
+ * A message that does not fit is dropped and logged at debug level; the
+ * next STATUS= carries the current state anyway. libsystemd still tells us
+ * the watchdog period.
+ */
 #include "config.h"
 
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <systemd/sd-daemon.h>
 
 #include "log.h"
@@ -14,10 +28,35 @@ static char	*last_status;
 static void
 notify_send(const char *msg)
 {
-	int	 r;
+	const char		*path = getenv("NOTIFY_SOCKET");
+	struct sockaddr_un	 sun;
+	socklen_t		 len;
+	size_t			 plen;
+	int			 fd;
 
-	if ((r = sd_notify(0, msg)) < 0)
-		log_debug("sd_notify: %s", strerror(-r));
+	if (path == NULL || path[0] == '\0')
+		return;
+	plen = strlen(path);
+	if ((path[0] != '/' && path[0] != '@') || plen >= sizeof sun.sun_path) {
+		log_debug("NOTIFY_SOCKET '%s' is not usable", path);
+		return;
+	}
+	memset(&sun, 0, sizeof sun);
+	sun.sun_family = AF_UNIX;
+	memcpy(sun.sun_path, path, plen);
+	if (path[0] == '@')
+		sun.sun_path[0] = '\0';	/* abstract namespace */
+	len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + plen +
+	    (path[0] == '@' ? 0 : 1));
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd == -1) {
+		log_debug("notify socket: %s", strerror(errno));
+		return;
+	}
+	if (sendto(fd, msg, strlen(msg), MSG_NOSIGNAL | MSG_DONTWAIT,
+	    (struct sockaddr *)&sun, len) == -1)
+		log_debug("notify '%.20s': %s, dropped", msg, strerror(errno));
+	close(fd);
 }
 
 void
@@ -56,6 +95,13 @@ notify_status(const char *status)
 	xasprintf(&s, "STATUS=%s", status);
 	notify_send(s);
 	free(s);
+}
+
+void
+notify_free(void)
+{
+	free(last_status);
+	last_status = NULL;
 }
 
 void

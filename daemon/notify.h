@@ -13,6 +13,7 @@ void		 notify_reloading(void);
 void		 notify_stopping(void);
 void		 notify_status(const char *);
 void		 notify_watchdog(void);
+void		 notify_free(void);
 /* Watchdog period requested by systemd, in microseconds; 0: none. */
 uint64_t	 notify_watchdog_usec(void);
 

@@ -147,11 +147,11 @@ watch_link_ancestors(struct watcher *wt, struct watch **v, size_t *n)
 	free(p);
 }
 
-void
+size_t
 watcher_set_dirs(struct watcher *wt, char *const *dirs, size_t ndirs)
 {
 	struct watch	*v = NULL;
-	size_t		 n = 0, i, j;
+	size_t		 n = 0, i, j, added = 0;
 	int		 wd;
 
 	for (i = 0; i < ndirs; i++) {
@@ -163,6 +163,13 @@ watcher_set_dirs(struct watcher *wt, char *const *dirs, size_t ndirs)
 			    strerror(errno));
 	}
 	watch_link_ancestors(wt, &v, &n);
+	for (j = 0; j < n; j++) {
+		for (i = 0; i < wt->nw; i++)
+			if (v[j].wd == wt->w[i].wd)
+				break;
+		if (i == wt->nw)
+			added++;
+	}
 	/* Drop watches no longer wanted; re-adding kept the others. */
 	for (i = 0; i < wt->nw; i++) {
 		for (j = 0; j < n; j++)
@@ -175,6 +182,7 @@ watcher_set_dirs(struct watcher *wt, char *const *dirs, size_t ndirs)
 	free(wt->w);
 	wt->w = v;
 	wt->nw = n;
+	return added;
 }
 
 static void

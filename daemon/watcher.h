@@ -30,8 +30,12 @@ struct watcher_cbs {
 struct watcher	*watcher_new(struct event_base *, const char *root,
 		    const struct watcher_cbs *);
 void		 watcher_free(struct watcher *);
-/* Watch exactly these directories (and the root's symlink ancestors). */
-void		 watcher_set_dirs(struct watcher *, char *const *dirs,
+/*
+ * Watch exactly these directories (and the root's symlink ancestors).
+ * Returns how many were not watched before: whatever appeared in them
+ * between the scan and now raised no event, so the caller scans again.
+ */
+size_t		 watcher_set_dirs(struct watcher *, char *const *dirs,
 		    size_t n);
 /* Read pending events now (before a scan), without calling on_change. */
 void		 watcher_drain(struct watcher *);

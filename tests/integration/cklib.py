@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import textwrap
 import time
 import unittest
@@ -59,30 +60,47 @@ def spec(name, backend="test", extra="", labels=None):
 
 
 class NotifyListener:
-    """A datagram socket standing in for systemd's notify socket."""
+    """A datagram socket standing in for systemd's notify socket. A
+    thread drains it continuously, as systemd would (read=False: never,
+    as a stuck supervisor would)."""
 
-    def __init__(self, path):
+    def __init__(self, path, read=True):
         self.path = path
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(path)
-        self.sock.setblocking(False)
+        self.sock.settimeout(0.05)
         self.messages = []
+        self.lock = threading.Lock()
+        self.running = read
+        self.thread = None
+        if read:
+            self.thread = threading.Thread(target=self._drain, daemon=True)
+            self.thread.start()
 
-    def poll(self):
-        while True:
+    def _drain(self):
+        while self.running:
             try:
                 data = self.sock.recv(65536)
-            except BlockingIOError:
-                break
-            for line in data.decode().split("\n"):
-                if line:
-                    self.messages.append(line)
-        return self.messages
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            with self.lock:
+                for line in data.decode().split("\n"):
+                    if line:
+                        self.messages.append(line)
+
+    def poll(self):
+        with self.lock:
+            return list(self.messages)
 
     def seen(self, prefix):
         return [m for m in self.poll() if m.startswith(prefix)]
 
     def close(self):
+        self.running = False
+        if self.thread:
+            self.thread.join()
         self.sock.close()
 
 
@@ -90,7 +108,7 @@ class Daemon:
     """One daemon process with its own directory tree."""
 
     def __init__(self, tmp, binary=TEST_DAEMON, config=None, notify=True,
-                 env=None, args=("-d",)):
+                 env=None, args=("-d",), notify_read=True):
         self.tmp = tmp
         self.binary = binary
         self.specs = os.path.join(tmp, "specs")
@@ -103,8 +121,8 @@ class Daemon:
                       "resync_interval: 60s\n" % (self.specs, self.state))
         with open(self.conf, "w") as f:
             f.write(config)
-        self.notify = NotifyListener(os.path.join(tmp, "notify.sock")) \
-            if notify else None
+        self.notify = NotifyListener(os.path.join(tmp, "notify.sock"),
+                                     notify_read) if notify else None
         self.env = dict(os.environ)
         self.env.pop("NOTIFY_SOCKET", None)
         self.env.pop("WATCHDOG_USEC", None)
@@ -166,9 +184,19 @@ class Daemon:
         except FileNotFoundError:
             return ""
 
+    def alive(self):
+        """Fail at once, with the exit code, if the daemon died."""
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError("daemon exited with code %d" %
+                                 self.proc.returncode)
+
     def wait_log(self, text, timeout=5, count=1):
-        return wait_for(lambda: self.log().count(text) >= count, timeout,
-                        what="log line %r x%d" % (text, count))
+        def ok():
+            if self.log().count(text) >= count:
+                return True
+            self.alive()
+            return False
+        return wait_for(ok, timeout, what="log line %r x%d" % (text, count))
 
     def status_path(self, name):
         return os.path.join(self.state, "status", name + ".json")
@@ -183,6 +211,7 @@ class Daemon:
     def wait_status(self, name, timeout=5, **want):
         """Wait until the status file has every key=value in want."""
         def ok():
+            self.alive()
             st = self.status(name)
             if st is None:
                 return None
@@ -226,6 +255,12 @@ class DaemonTest(unittest.TestCase):
             for d in self.daemons:
                 sys.stderr.write("---- daemon log (%s) ----\n%s\n" %
                                  (d.log_path, d.log()[-6000:]))
+                sdir = os.path.join(d.state, "status")
+                for n in sorted(os.listdir(sdir)) if os.path.isdir(sdir) \
+                        else []:
+                    with open(os.path.join(sdir, n)) as f:
+                        sys.stderr.write("---- %s ----\n%s\n" %
+                                         (n, f.read()))
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def daemon(self, **kw):

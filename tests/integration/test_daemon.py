@@ -52,6 +52,20 @@ class NotifyTest(DaemonTest):
         self.assertGreaterEqual(n, 5, "only %d watchdog pings" % n)
         self.assertLessEqual(n, 10)
 
+    def test_stuck_supervisor_never_stalls_the_daemon(self):
+        # Nobody reads the notify socket: its queue fills after a few
+        # messages. The daemon must drop them, not block its loop.
+        d = self.daemon(notify_read=False)
+        d.start()
+        # One cluster after another: dozens of STATUS= changes.
+        for i in range(15):
+            d.write("f%02d.yaml" % i, spec("c%02d" % i))
+            d.wait_status("c%02d" % i, phase="available", timeout=10)
+        d.write("f00.yaml", spec("c00", extra="cluster_size: 4"))
+        wait_for(lambda: d.status("c00")["endpoints"].get("nodes") == 4,
+                 what="still reconciling")
+        self.assertEqual(d.stop(), 0)
+
     def test_no_watchdog_unless_asked(self):
         d = self.daemon()
         d.start()
