@@ -35,16 +35,26 @@ validate_usage(FILE *f)
 }
 
 struct tally {
-	size_t	 files;
-	size_t	 invalid_files;
-	size_t	 clusters;
-	size_t	 errors;
+	size_t		 files;
+	size_t		 invalid_files;
+	size_t		 clusters;
+	size_t		 errors;
 };
+
+/* Files that had at least one error, for the summary. */
+static struct strlist	 bad_files;
 
 static void
 emit(const struct diag *dg, json_t *arr)
 {
 	char	*s;
+	size_t	 i;
+
+	for (i = 0; i < bad_files.n; i++)
+		if (strcmp(bad_files.v[i], dg->file) == 0)
+			break;
+	if (i == bad_files.n)
+		strlist_add(&bad_files, dg->file);
 
 	if (arr != NULL) {
 		json_array_append_new(arr, json_pack("{s:s, s:i, s:i, s:s}",
@@ -103,14 +113,14 @@ validate_path(const char *path, const struct spec_opts *opts,
 	t->errors += ds.file_errors.n;
 	for (i = 0; i < ds.n; i++) {
 		/* Duplicates inside the tree; file errors are printed above. */
-		if (ds.v[i].spec == NULL)
-			continue;
 		for (j = 0; j < ds.v[i].errors.n; j++) {
 			if (strstr(ds.v[i].errors.v[j].msg, "is also defined")) {
 				emit(&ds.v[i].errors.v[j], arr);
 				t->errors++;
 			}
 		}
+		if (ds.v[i].spec == NULL)
+			continue;
 		all->v = xreallocarray(all->v, all->n + 1, sizeof *all->v);
 		memset(&all->v[all->n], 0, sizeof all->v[all->n]);
 		all->v[all->n].spec = spec_hold(ds.v[i].spec);
@@ -226,8 +236,9 @@ validate_run(int argc, char **argv)
 		printf("%zu file%s, %zu valid cluster%s: %zu error%s in %zu "
 		    "file%s\n", t.files, t.files == 1 ? "" : "s", t.clusters,
 		    t.clusters == 1 ? "" : "s", t.errors,
-		    t.errors == 1 ? "" : "s", t.invalid_files,
-		    t.invalid_files == 1 ? "" : "s");
+		    t.errors == 1 ? "" : "s", bad_files.n,
+		    bad_files.n == 1 ? "" : "s");
+	strlist_free(&bad_files);
 	for (k = 0; k < all.n; k++)
 		spec_free(all.v[k].spec);
 	free(all.v);

@@ -1,4 +1,4 @@
-/* Daemon configuration; see dconf.h and docs/cachekeeperd.yaml.5.md. */
+/* Daemon configuration; see dconf.h and docs/cachekeeperd.yaml.md. */
 #include "config.h"
 
 #include <errno.h>
@@ -106,17 +106,17 @@ dconf_new_defaults(void)
 /* Read a path value, resolved against base when relative. */
 static void
 get_path(struct yctx *c, const struct ynode *m, const char *key,
-    const char *base, char **out)
+    const char *path, const char *base, char **out)
 {
 	const struct ynode	*n;
 	char			*s;
 
 	if ((n = ymap_get(m, key)) == NULL)
 		return;
-	if (yget_string(c, n, key, 4096, &s) != 0)
+	if (yget_string(c, n, path, 4096, &s) != 0)
 		return;
 	if (s[0] == '\0') {
-		yerr(c, n, "%s must not be empty", key);
+		yerr(c, n, "%s must not be empty", path);
 		free(s);
 		return;
 	}
@@ -156,7 +156,7 @@ parse_local(struct yctx *c, const struct ynode *m, const char *base,
 
 	if (ycheck_map(c, m, "local", local_keys) != 0)
 		return;
-	get_path(c, m, "redis_server", base, &d->local.redis_server);
+	get_path(c, m, "redis_server", "local.redis_server", base, &d->local.redis_server);
 	if ((n = ymap_get(m, "bind")) != NULL) {
 		free(d->local.bind);
 		d->local.bind = NULL;
@@ -165,7 +165,7 @@ parse_local(struct yctx *c, const struct ynode *m, const char *base,
 	}
 	if ((n = ymap_get(m, "port_range")) != NULL)
 		get_port_range(c, n, &d->local);
-	get_path(c, m, "data_dir", base, &d->local.data_dir);
+	get_path(c, m, "data_dir", "local.data_dir", base, &d->local.data_dir);
 	if ((n = ymap_get(m, "failover_after")) != NULL)
 		yget_duration(c, n, "local.failover_after", 100, 600000,
 		    &d->local.failover_after_ms);
@@ -227,9 +227,9 @@ parse_top(struct yctx *c, const struct ynode *m, const char *base,
 
 	if (ycheck_map(c, m, "configuration", top_keys) != 0)
 		return;
-	get_path(c, m, "clusters_dir", base, &d->clusters_dir);
-	get_path(c, m, "state_dir", base, &d->state_dir);
-	get_path(c, m, "control_socket", base, &d->control_socket);
+	get_path(c, m, "clusters_dir", "clusters_dir", base, &d->clusters_dir);
+	get_path(c, m, "state_dir", "state_dir", base, &d->state_dir);
+	get_path(c, m, "control_socket", "control_socket", base, &d->control_socket);
 	if ((n = ymap_get(m, "resync_interval")) != NULL)
 		yget_duration(c, n, "resync_interval", 1000, 86400000,
 		    &d->resync_interval_ms);
@@ -244,11 +244,13 @@ parse_top(struct yctx *c, const struct ynode *m, const char *base,
 	if ((n = ymap_get(m, "metrics_listen")) != NULL) {
 		char *s = NULL;
 		if (yget_string(c, n, "metrics_listen", 255, &s) == 0) {
+			char *colon = strrchr(s, ':'), *end = NULL;
+			long port = colon ? strtol(colon + 1, &end, 10) : 0;
+
 			if (strcmp(s, "off") == 0)
 				free(s);
-			else if (strrchr(s, ':') == NULL ||
-			    atoi(strrchr(s, ':') + 1) <= 0 ||
-			    atoi(strrchr(s, ':') + 1) > 65535) {
+			else if (colon == NULL || colon == s || end == colon + 1 ||
+			    *end != '\0' || port <= 0 || port > 65535) {
 				yerr(c, n, "metrics_listen must be 'off' or "
 				    "HOST:PORT with PORT 1..65535, got '%s'", s);
 				free(s);

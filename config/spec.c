@@ -301,6 +301,8 @@ check_version(const char *v)
 	p++;
 	if (*p == 'x')
 		return p[1] == '\0' ? 0 : -1;
+	if (*p == '\0')
+		return -1;		/* "7." */
 	while (*p != '\0') {
 		if (!isdigit((unsigned char)*p))
 			return -1;
@@ -314,7 +316,7 @@ check_version(const char *v)
 				return -1;
 		}
 	}
-	return 0;
+	return p[-1] == '.' ? -1 : 0;
 }
 
 static int
@@ -367,8 +369,8 @@ check_auth_token_file(struct yctx *c, const struct ynode *n, const char *path)
 	}
 	if (st.st_mode & 077) {
 		yerr(c, n, "spec.auth_token_file '%s' is accessible by group "
-		    "or others (mode %04o); it must be 0600 or 0400", path,
-		    (unsigned)(st.st_mode & 07777));
+		    "or others (mode %04o); only its owner may read it (chmod "
+		    "600)", path, (unsigned)(st.st_mode & 07777));
 		return;
 	}
 	if ((r = read_file_bounded(path, 4096, &buf, &len)) != 0) {

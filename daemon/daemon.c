@@ -146,7 +146,7 @@ daemon_reload(struct daemon *d)
 		d->conf = c;
 		d->env.benv.conf = c;
 		d->env.resync_ms = c->resync_interval_ms;
-		log_setlevel(c->log_level);
+		log_setlevel(d->debug ? LOG_LEVEL_DEBUG : c->log_level);
 		evtimer_del(d->ev_resync);
 		arm_resync(d);
 	}
@@ -230,9 +230,7 @@ daemon_start(struct daemon *d)
 		return -1;
 	}
 	diags_free(&diags);
-	if (log_getlevel() < d->conf->log_level ||
-	    log_getlevel() != LOG_LEVEL_DEBUG)
-		log_setlevel(d->conf->log_level);
+	log_setlevel(d->debug ? LOG_LEVEL_DEBUG : d->conf->log_level);
 	if ((r = mkdir_p(d->conf->state_dir, 0750)) != 0) {
 		log_error("cannot create state_dir %s: %s", d->conf->state_dir,
 		    strerror(-r));
@@ -442,6 +440,7 @@ daemon_main(int argc, char **argv)
 	log_init(debug ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO);
 	srandom((unsigned int)(clock_mono_us() ^ (uint64_t)getpid()));
 	d = daemon_new(path, missing_ok);
+	d->debug = debug;
 	if (daemon_start(d) != 0) {
 		daemon_free(d);
 		return 1;

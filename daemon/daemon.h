@@ -36,6 +36,7 @@ struct daemon {
 	struct event		*ev_summary;	/* coalesced STATUS= update */
 	uint64_t		 watchdog_usec;
 
+	bool			 debug;		/* -d: debug logs, kept on reload */
 	bool			 ready;
 	bool			 stopping;
 	size_t			 invalid_files;
