@@ -173,7 +173,8 @@ parse_local(struct yctx *c, const struct ynode *m, const char *base,
 	    yget_strmap(c, n, "local.instance_types", 64, 32, &types) == 0) {
 		for (i = 0; i < types.n; i++) {
 			if (parse_size_bytes(types.values[i], &v) != 0)
-				yerr(c, YMAP_VAL(n, i), "local.instance_types."
+				yerr(c, ymap_get(n, types.keys[i]),
+				    "local.instance_types."
 				    "%s must be a size such as 1gb, got '%s'",
 				    types.keys[i], types.values[i]);
 			else if (kvlist_get(&d->local.instance_types,

@@ -78,6 +78,7 @@ struct spec_nodes {
 	const struct ynode	*at_rest;
 	const struct ynode	*persistence;
 	bool			 windows_bad[2];	/* present, invalid */
+	bool			 mode_unknown;	/* cluster_mode.enabled invalid */
 };
 
 struct cluster_spec *
@@ -444,7 +445,13 @@ parse_cluster_mode(struct yctx *c, const struct ynode *m,
 	sn->replicas = get_int(c, m, "replicas_per_node_group",
 	    "spec.cluster_mode.replicas_per_node_group", 0, 5,
 	    &s->replicas_per_node_group);
-	/* A present-but-invalid value must not trip the cross-field rules. */
+	/* An invalid enabled leaves the mode unknown: skip the rules that
+	 * depend on it rather than give advice for the wrong mode. */
+	if (sn->enabled == NULL && ymap_get(m, "enabled") != NULL &&
+	    !ynode_is_null(ymap_get(m, "enabled")))
+		sn->mode_unknown = true;
+	/* Present but invalid still counts as present for the mode rules:
+	 * both messages are true. */
 	if (sn->num_node_groups == NULL && ymap_get(m, "num_node_groups"))
 		sn->num_node_groups = ymap_get(m, "num_node_groups");
 	if (sn->replicas == NULL && ymap_get(m, "replicas_per_node_group"))
@@ -538,7 +545,9 @@ check_cross_fields(struct yctx *c, struct cluster_spec *s,
 	const struct ynode	*at;
 	int			 replicas;
 
-	if (s->cluster_mode) {
+	if (sn->mode_unknown) {
+		/* Nothing sensible to say about the shape. */
+	} else if (s->cluster_mode) {
 		if (sn->cluster_size != NULL)
 			yerr(c, sn->cluster_size, "spec.cluster_size applies "
 			    "only when cluster_mode.enabled is false; use "
@@ -559,7 +568,9 @@ check_cross_fields(struct yctx *c, struct cluster_spec *s,
 		s->replicas_per_node_group = s->cluster_size - 1;
 	}
 	replicas = s->replicas_per_node_group;
-	if (sn->failover == NULL)
+	if (sn->mode_unknown)
+		;	/* the failover rules depend on the mode too */
+	else if (sn->failover == NULL)
 		s->automatic_failover = replicas > 0;
 	else if (s->automatic_failover && replicas == 0)
 		yerr(c, sn->failover, "spec.enable_automatic_failover needs at "

@@ -8,6 +8,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -35,6 +36,7 @@ struct walk {
 	struct specdir	*sd;
 	struct htab	*byname;	/* path -> specfile */
 	struct htab	*writing;
+	struct htab	*ids;		/* "dev:ino" of what was visited */
 	struct specfile	**files;
 	size_t		 nfiles;
 	size_t		 changed;
@@ -147,7 +149,14 @@ static void
 walk_file(struct walk *w, const char *path, const struct stat *st)
 {
 	struct specfile	*f;
+	char		 id[64];
 
+	/* One file reached through several paths (symlinks) counts once. */
+	snprintf(id, sizeof id, "f%llu:%llu", (unsigned long long)st->st_dev,
+	    (unsigned long long)st->st_ino);
+	if (htab_get(w->ids, id) != NULL)
+		return;
+	htab_put(w->ids, id, (void *)1);
 	f = htab_get(w->byname, path);
 	if (f == NULL) {
 		if (w->writing && htab_get(w->writing, path))
@@ -198,8 +207,22 @@ walk_dir(struct walk *w, const char *dir, int depth)
 	struct stat	 st;
 	char		*path;
 
-	if (depth > SPECDIR_MAX_DEPTH)
+	if (depth > SPECDIR_MAX_DEPTH) {
+		diags_add(&sd->scan_diags, dir, 0, 0, "directory nested deeper "
+		    "than %d levels, not read", SPECDIR_MAX_DEPTH);
 		return;
+	}
+	if (stat(dir, &st) == 0) {
+		char id[64];
+
+		/* A symlink back up the tree must not loop. */
+		snprintf(id, sizeof id, "d%llu:%llu",
+		    (unsigned long long)st.st_dev,
+		    (unsigned long long)st.st_ino);
+		if (htab_get(w->ids, id) != NULL)
+			return;
+		htab_put(w->ids, id, (void *)1);
+	}
 	if ((d = opendir(dir)) == NULL) {
 		diags_add(&sd->scan_diags, dir, 0, 0, "cannot read directory: "
 		    "%s", strerror(errno));
@@ -242,6 +265,7 @@ specdir_scan(struct specdir *sd)
 	memset(&w, 0, sizeof w);
 	w.sd = sd;
 	w.byname = htab_new();
+	w.ids = htab_new();
 	w.writing = writing_paths(sd);
 	for (i = 0; i < sd->nfiles; i++) {
 		sd->files[i]->seen = false;
@@ -270,6 +294,7 @@ specdir_scan(struct specdir *sd)
 	sd->files = w.files;
 	sd->nfiles = w.nfiles;
 	htab_free(w.byname);
+	htab_free(w.ids);
 	return w.changed;
 }
 

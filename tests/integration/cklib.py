@@ -238,6 +238,64 @@ class Daemon:
         return path
 
 
+def free_port_block(size=120):
+    """A block of consecutive free loopback ports, chosen at random."""
+    import random
+    for _ in range(200):
+        base = random.randrange(20000, 60000 - size, 10)
+        ok = True
+        for p in (base, base + size // 2, base + size - 1):
+            s = socket.socket()
+            try:
+                s.bind(("127.0.0.1", p))
+            except OSError:
+                ok = False
+            finally:
+                s.close()
+        if ok:
+            return base
+    raise RuntimeError("no free port block")
+
+
+def node_pids(state_dir):
+    """Pids of the redis-server nodes under a state dir's local backend."""
+    pids = []
+    base = os.path.join(state_dir, "local")
+    if not os.path.isdir(base):
+        return pids
+    for cluster in os.listdir(base):
+        cdir = os.path.join(base, cluster)
+        if not os.path.isdir(cdir):
+            continue
+        for node in os.listdir(cdir):
+            pf = os.path.join(cdir, node, "redis.pid")
+            try:
+                with open(pf) as f:
+                    pids.append(int(f.read().strip()))
+            except (OSError, ValueError):
+                pass
+    return pids
+
+
+def is_redis(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return b"redis" in f.read()
+    except OSError:
+        return False
+
+
+def kill_nodes(state_dir, extra=()):
+    """Stop, by pid, every node a test's daemon started."""
+    for pid in set(node_pids(state_dir)) | set(extra):
+        if is_redis(pid):
+            try:
+                os.kill(pid, signal.SIGCONT)
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+
 class DaemonTest(unittest.TestCase):
     """Base class: a temp dir per test and daemons stopped at the end."""
 
@@ -248,6 +306,8 @@ class DaemonTest(unittest.TestCase):
     def tearDown(self):
         for d in self.daemons:
             d.close()
+        for d in self.daemons:
+            kill_nodes(d.state, getattr(d, "extra_pids", ()))
         res = self._outcome.result
         failed = any(t is self for t, _ in res.errors + res.failures)
         if failed or not self._outcome.success or \

@@ -49,22 +49,7 @@ line_matches(const char *want, const char *got)
 }
 
 bool
-ck_diags_have(const struct diags *d, const char *want)
-{
-	size_t	 i;
-	char	*s;
-	bool	 found = false;
-
-	for (i = 0; i < d->n && !found; i++) {
-		s = ck_diag_short(&d->v[i]);
-		found = line_matches(want, s);
-		free(s);
-	}
-	return found;
-}
-
-void
-ck_assert_diags(const struct diags *d, const char *file,
+ck_diags_match(const struct diags *d, const char *file,
     const char *const *want, const char *what)
 {
 	size_t	 nwant = 0, i;
@@ -81,38 +66,81 @@ ck_assert_diags(const struct diags *d, const char *file,
 		free(s);
 	}
 	if (ok)
-		return;
+		return true;
 	print_error("%s: diagnostics differ\n", what);
 	print_error("  expected (%zu):\n", nwant);
 	for (i = 0; i < nwant; i++)
-		print_error("    %s%s\n", file ? file : "", want[i]);
+		print_error("    %s%s%s\n", file ? file : "", file ? ":" : "",
+		    want[i]);
 	print_error("  actual (%zu):\n", d->n);
 	for (i = 0; i < d->n; i++) {
 		s = ck_diag_short(&d->v[i]);
 		print_error("    %s:%s\n", d->v[i].file, s);
 		free(s);
 	}
-	fail();
+	return false;
+}
+
+void
+ck_assert_diags(const struct diags *d, const char *file,
+    const char *const *want, const char *what)
+{
+	if (!ck_diags_match(d, file, want, what))
+		fail();
+}
+
+static char	*group_dir;	/* this program's private directory */
+
+static char *
+make_tmpdir(const char *base)
+{
+	char	*dir;
+	int	 n;
+
+	n = snprintf(NULL, 0, "%s/ckunit.XXXXXX", base);
+	dir = malloc((size_t)n + 1);
+	if (dir == NULL)
+		return NULL;
+	snprintf(dir, (size_t)n + 1, "%s/ckunit.XXXXXX", base);
+	if (mkdtemp(dir) == NULL) {
+		print_error("mkdtemp %s: %s\n", dir, strerror(errno));
+		free(dir);
+		return NULL;
+	}
+	return dir;
+}
+
+int
+ck_group_setup(void **state)
+{
+	const char	*base = getenv("TMPDIR");
+
+	(void)state;
+	if (base == NULL || *base == '\0')
+		base = "/tmp";
+	group_dir = make_tmpdir(base);
+	return group_dir == NULL ? -1 : 0;
+}
+
+int
+ck_group_teardown(void **state)
+{
+	(void)state;
+	ck_tmpdir_free(group_dir);
+	group_dir = NULL;
+	return 0;
 }
 
 char *
 ck_tmpdir_new(void)
 {
-	const char	*base = getenv("TMPDIR");
-	char		*dir;
-	int		 n;
+	char	*dir;
 
-	if (base == NULL || *base == '\0')
-		base = "/tmp";
-	n = snprintf(NULL, 0, "%s/ckunit.XXXXXX", base);
-	dir = malloc((size_t)n + 1);
-	assert_non_null(dir);
-	snprintf(dir, (size_t)n + 1, "%s/ckunit.XXXXXX", base);
-	if (mkdtemp(dir) == NULL) {
-		print_error("mkdtemp %s: %s\n", dir, strerror(errno));
-		free(dir);
+	if (group_dir == NULL)
+		fail_msg("ck_tmpdir_new() needs ck_group_setup()");
+	dir = make_tmpdir(group_dir);
+	if (dir == NULL)
 		fail();
-	}
 	return dir;
 }
 

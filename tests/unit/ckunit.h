@@ -16,21 +16,30 @@
 #include "diag.h"
 
 /*
- * Assert that d holds exactly the diagnostics in want (NULL-terminated, in
+ * Whether d holds exactly the diagnostics in want (NULL-terminated, in
  * order), each written "LINE:COL: message". A want entry ending in '*'
  * matches any message starting with the text before the '*': used only
  * where the exact wording is reported as a problem and should not be
  * frozen by a test. When file is not NULL every diagnostic must name it.
- * On a mismatch both lists are printed and the test fails.
+ * On a mismatch both lists are printed and false is returned, so that a
+ * test can free what it holds before it fails.
  */
+bool	 ck_diags_match(const struct diags *d, const char *file,
+	    const char *const *want, const char *what);
+/* The same, failing the test at once on a mismatch. */
 void	 ck_assert_diags(const struct diags *d, const char *file,
 	    const char *const *want, const char *what);
 /* Format a diagnostic as "LINE:COL: message" (caller frees). */
 char	*ck_diag_short(const struct diag *);
-/* Whether some diagnostic of d matches want (same rules as above). */
-bool	 ck_diags_have(const struct diags *d, const char *want);
 
-/* A new directory under $TMPDIR (or /tmp); fails the test on error. */
+/*
+ * Group setup and teardown: one private directory per test program, under
+ * $TMPDIR (or /tmp), removed with all its contents at the end even when a
+ * test failed half-way and could not clean up after itself.
+ */
+int	 ck_group_setup(void **state);
+int	 ck_group_teardown(void **state);
+/* A new directory inside the group's; fails the test on error. */
 char	*ck_tmpdir_new(void);
 /* Remove dir and everything below it, then free the string. */
 void	 ck_tmpdir_free(char *dir);
