@@ -59,6 +59,13 @@ typedef void (*backend_done_cb)(void *arg, int error, const char *message);
 struct backend_env {
 	struct event_base	*base;
 	const struct dconf	*conf;
+	/*
+	 * A backend calls this when something it watches on its own changed
+	 * (a node died, a failover happened) so the cluster is observed again
+	 * now rather than at the next resync.
+	 */
+	void			(*changed)(void *arg, const char *cluster);
+	void			*changed_arg;
 };
 
 struct backend {

@@ -55,6 +55,7 @@ struct reconciler {
 	bool			 deleted;
 	bool			 retiring;
 	enum inflight		 inflight;
+	bool			 kick_pending;	/* kicked while in flight */
 	struct event		*timer;
 	uint64_t		 next_at_ms;	/* monotonic */
 	unsigned int		 failures;
@@ -238,6 +239,10 @@ schedule(struct reconciler *r, uint64_t delay_ms)
 {
 	struct timeval	 tv;
 
+	if (r->kick_pending) {
+		r->kick_pending = false;
+		delay_ms = 0;
+	}
 	tv.tv_sec = (time_t)(delay_ms / 1000);
 	tv.tv_usec = (suseconds_t)((delay_ms % 1000) * 1000);
 	r->next_at_ms = clock_mono_ms() + delay_ms;
@@ -249,8 +254,12 @@ reconciler_kick(struct reconciler *r, uint64_t delay_ms)
 {
 	uint64_t	 at = clock_mono_ms() + delay_ms;
 
-	if (r->inflight != INFLIGHT_NONE)
-		return;		/* requeues itself when the call returns */
+	if (r->inflight != INFLIGHT_NONE) {
+		/* Requeues itself when the call returns: make that now. */
+		if (delay_ms == 0)
+			r->kick_pending = true;
+		return;
+	}
 	if (evtimer_pending(r->timer, NULL) && r->next_at_ms <= at)
 		return;
 	schedule(r, delay_ms);

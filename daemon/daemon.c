@@ -183,6 +183,17 @@ on_signal(evutil_socket_t sig, short ev, void *arg)
 	}
 }
 
+/* A backend saw something change in a cluster: look at it now. */
+static void
+on_backend_changed(void *arg, const char *cluster)
+{
+	struct daemon		*d = arg;
+	struct reconciler	*r;
+
+	if ((r = htab_get(d->reconcilers, cluster)) != NULL)
+		reconciler_kick(r, 0);
+}
+
 /* Only one daemon may own a state directory. */
 static int
 lock_state_dir(struct daemon *d)
@@ -244,6 +255,8 @@ daemon_start(struct daemon *d)
 	d->env.base = d->base;
 	d->env.benv.base = d->base;
 	d->env.benv.conf = d->conf;
+	d->env.benv.changed = on_backend_changed;
+	d->env.benv.changed_arg = d;
 	xasprintf(&d->env.status_dir, "%s/status", d->conf->state_dir);
 	if ((r = mkdir_p(d->env.status_dir, 0755)) != 0) {
 		log_error("cannot create %s: %s", d->env.status_dir,
