@@ -136,6 +136,7 @@ class Daemon:
         self.logf = None
 
     def start(self, wait_ready=True):
+        ready_before = self.log().count("info: ready")
         self.logf = open(self.log_path, "ab")
         cmd = [self.binary, "-f", self.conf] + self.args
         if os.environ.get("CK_VALGRIND"):
@@ -144,7 +145,7 @@ class Daemon:
         self.proc = subprocess.Popen(cmd, stdout=self.logf,
                                      stderr=subprocess.STDOUT, env=self.env)
         if wait_ready:
-            self.wait_log("ready", timeout=10)
+            self.wait_log("info: ready", timeout=10, count=ready_before + 1)
         return self
 
     def pid(self):
@@ -244,7 +245,7 @@ def free_port_block(size=120):
     for _ in range(200):
         base = random.randrange(20000, 60000 - size, 10)
         ok = True
-        for p in (base, base + size // 2, base + size - 1):
+        for p in range(base, base + size):
             s = socket.socket()
             try:
                 s.bind(("127.0.0.1", p))

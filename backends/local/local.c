@@ -1,0 +1,659 @@
+/*
+ * The local backend: replication groups of real redis-server processes on
+ * this host (cluster mode disabled; cluster mode comes with its own
+ * issue). The reconciler asks for one step at a time; node health and
+ * failover run continuously in local_monitor.c for as long as the cluster
+ * is attached.
+ */
+#include "config.h"
+
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+
+#include "local.h"
+#include "log.h"
+#include "node.h"
+#include "plan.h"
+#include "proxy.h"
+#include "rconn.h"
+#include "util.h"
+
+#define SAVE_TIMEOUT_MS		120000
+
+static struct local_ctx	*shared;	/* one per daemon, see local.h */
+
+static struct local_ctx *
+ctx_get(const struct backend_env *env)
+{
+	if (shared == NULL) {
+		shared = xcalloc(1, sizeof *shared);
+		shared->base = env->base;
+		shared->version = node_server_version(
+		    env->conf->local.redis_server);
+	}
+	shared->conf = env->conf;	/* follows reloads */
+	shared->env = env;
+	shared->refs++;
+	return shared;
+}
+
+static void
+ctx_put(struct local_ctx *c)
+{
+	if (--c->refs > 0)
+		return;
+	free(c->version);
+	free(c);
+	if (c == shared)
+		shared = NULL;
+}
+
+void
+lcluster_changed(struct lcluster *lc)
+{
+	const struct backend_env *env = lc->ctx->env;
+
+	if (env->changed != NULL)
+		env->changed(env->changed_arg, lc->name);
+}
+
+static void
+finish_fire(evutil_socket_t fd, short ev, void *arg)
+{
+	struct lcluster		*lc = arg;
+	backend_done_cb		 cb = lc->dcb;
+	char			*msg = lc->done_msg;
+
+	lc->dcb = NULL;
+	lc->done_msg = NULL;
+	cb(lc->cbarg, lc->done_error, msg);
+	free(msg);
+}
+
+/* Complete the running step on the next loop turn. */
+static void
+finish(struct lcluster *lc, int error, char *msg)
+{
+	struct timeval	 tv = { 0, 0 };
+
+	lc->done_error = error;
+	free(lc->done_msg);
+	lc->done_msg = msg;
+	evtimer_add(lc->done_ev, &tv);
+}
+
+static void	observe_fire(evutil_socket_t, short, void *);
+
+static void *
+local_attach(const struct backend_env *env, const char *name)
+{
+	struct lcluster	*lc = xcalloc(1, sizeof *lc);
+	char		*cause = NULL;
+	size_t		 i;
+
+	lc->ctx = ctx_get(env);
+	lc->name = xstrdup(name);
+	xasprintf(&lc->dir, "%s/%s", env->conf->local.data_dir, name);
+	lc->done_ev = evtimer_new(env->base, finish_fire, lc);
+	lc->obs_ev = evtimer_new(env->base, observe_fire, lc);
+	if (lstate_load(lc, &cause) != 0) {
+		log_cluster(LOG_LEVEL_WARNING, name, "%s", cause);
+		free(cause);
+		cause = NULL;
+	}
+	if (!lc->exists)
+		return lc;
+	/* Adopt what is running; what is gone the monitor restarts. */
+	if (lcluster_read_token(lc, lc->token_file, &cause) != 0) {
+		log_cluster(LOG_LEVEL_WARNING, name, "%s", cause);
+		free(cause);
+		cause = NULL;
+	}
+	for (i = 0; i < lc->nnodes; i++) {
+		struct lnode *n = lc->nodes[i];
+		n->pid = node_read_pid(n->dir);
+		if (node_pid_alive(n->pid))
+			log_cluster(LOG_LEVEL_INFO, name, "adopted node %s "
+			    "(pid %ld, port %d)", n->id, (long)n->pid, n->port);
+		else
+			n->pid = 0;
+	}
+	lmon_endpoints_start(lc, &cause);
+	if (cause != NULL) {
+		log_cluster(LOG_LEVEL_WARNING, name, "endpoint: %s", cause);
+		free(cause);
+	}
+	lmon_start(lc);
+	return lc;
+}
+
+static void
+local_detach(void *arg)
+{
+	struct lcluster	*lc = arg;
+	size_t		 i;
+
+	lmon_stop(lc);
+	lmon_endpoints_stop(lc);
+	if (lc->copy_ev != NULL)
+		event_free(lc->copy_ev);
+	event_free(lc->done_ev);
+	event_free(lc->obs_ev);
+	for (i = 0; i < lc->nnodes; i++)
+		lnode_free(lc->nodes[i]);
+	free(lc->nodes);
+	if (lc->password != NULL) {
+		explicit_bzero(lc->password, strlen(lc->password));
+		free(lc->password);
+	}
+	kvlist_free(&lc->parameters);
+	free(lc->primary);
+	free(lc->token_file);
+	free(lc->message);
+	free(lc->done_msg);
+	free(lc->copy_dest);
+	free(lc->dir);
+	free(lc->name);
+	ctx_put(lc->ctx);
+	free(lc);
+}
+
+void
+lnode_free(struct lnode *n)
+{
+	if (n == NULL)
+		return;
+	if (n->conn != NULL)
+		rconn_free(n->conn);
+	free(n->id);
+	free(n->run_id);
+	free(n->dir);
+	free(n->sock);
+	free(n);
+}
+
+/* The state the reconciler sees, from the monitor's view. */
+static enum obs_state
+observed_state(struct lcluster *lc)
+{
+	struct lnode	*p = lcluster_primary(lc), *n;
+	bool		 syncing = false, down = false;
+	size_t		 i;
+
+	if (p == NULL || !lnode_up(p))
+		down = true;
+	for (i = 0; i < lc->nnodes; i++) {
+		n = lc->nodes[i];
+		if (n == p)
+			continue;
+		if (!n->synced_once)
+			syncing = true;
+		else if (!lnode_up(n) || !n->link_up)
+			down = true;
+	}
+	if (!lc->created)
+		return OBS_CREATING;
+	if (syncing && !down)
+		return OBS_MODIFYING;
+	if (lc->promoting || down)
+		return OBS_DEGRADED;
+	return OBS_AVAILABLE;
+}
+
+static void
+observe_fire(evutil_socket_t fd, short ev, void *arg)
+{
+	struct lcluster		*lc = arg;
+	backend_observe_cb	 cb = lc->ocb;
+	struct observed		*o = xcalloc(1, sizeof *o);
+	const struct cluster_spec *s = lc->obs_spec;
+
+	lc->ocb = NULL;
+	lc->obs_spec = NULL;
+	if (!lc->exists) {
+		o->state = OBS_ABSENT;
+		cb(lc->cbarg, 0, NULL, o);
+		return;
+	}
+	o->state = observed_state(lc);
+	o->cluster_mode = false;
+	o->num_node_groups = 1;
+	o->replicas_per_node_group = lc->nnodes > 0 ? (int)lc->nnodes - 1 : 0;
+	o->port = lc->port;
+	o->engine_version = xstrdup(lc->ctx->version ? lc->ctx->version : "");
+	o->instance_type = xstrdup(s->instance_type);
+	o->automatic_failover = lc->failover;
+	/* Settings this backend keeps but does not act on yet (backups
+	 * come with their own issue): what the spec says is what it has. */
+	o->multi_az = s->multi_az;
+	o->at_rest_encryption = s->at_rest_encryption;
+	o->snapshot_window = s->snapshot_window;
+	o->maintenance_window = s->maintenance_window;
+	o->snapshot_retention_limit = s->snapshot_retention_limit;
+	for (size_t i = 0; i < lc->parameters.n; i++)
+		kvlist_add(&o->parameters, lc->parameters.keys[i],
+		    lc->parameters.values[i]);
+	o->endpoints = lmon_endpoints(lc);
+	if (lc->message != NULL)
+		o->message = xstrdup(lc->message);
+	cb(lc->cbarg, 0, NULL, o);
+}
+
+static void
+local_observe(void *arg, const struct cluster_spec *spec,
+    backend_observe_cb cb, void *cbarg)
+{
+	struct lcluster	*lc = arg;
+	struct timeval	 tv = { 0, 0 };
+
+	lc->ocb = cb;
+	lc->cbarg = cbarg;
+	lc->obs_spec = spec;	/* the reconciler holds it meanwhile */
+	evtimer_add(lc->obs_ev, &tv);
+}
+
+/* maxmemory from the spec: local.maxmemory, else the instance type. */
+static int
+spec_maxmemory(struct lcluster *lc, const struct cluster_spec *s,
+    uint64_t *out, char **cause)
+{
+	const char	*v;
+
+	if (s->local.maxmemory > 0) {
+		*out = s->local.maxmemory;
+		return 0;
+	}
+	v = kvlist_get(&lc->ctx->conf->local.instance_types, s->instance_type);
+	if (v == NULL || parse_size_bytes(v, out) != 0) {
+		xasprintf(cause, "instance_type %s is not in local."
+		    "instance_types; add it to the daemon configuration or set "
+		    "spec.local.maxmemory", s->instance_type);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int
+check_engine(struct lcluster *lc, const struct cluster_spec *s, char **cause)
+{
+	if (lc->ctx->version == NULL) {
+		xasprintf(cause, "cannot run %s --version",
+		    lc->ctx->conf->local.redis_server);
+		return -ENOENT;
+	}
+	if (!engine_version_matches(s->engine_version, lc->ctx->version)) {
+		xasprintf(cause, "engine_version %s is not available: the "
+		    "installed redis-server is %s", s->engine_version,
+		    lc->ctx->version);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static struct lnode *
+add_node(struct lcluster *lc, char **cause)
+{
+	struct lnode	*n;
+	char		 id[16];
+	int		 port;
+
+	if ((port = lcluster_alloc_port(lc, cause)) < 0)
+		return NULL;
+	snprintf(id, sizeof id, "n%d", ++lc->next_seq);
+	n = lnode_new(lc, id, port);
+	lc->nodes = xreallocarray(lc->nodes, lc->nnodes + 1, sizeof *lc->nodes);
+	lc->nodes[lc->nnodes++] = n;
+	return n;
+}
+
+static int
+step_create(struct lcluster *lc, const struct cluster_spec *s, char **cause)
+{
+	int	 i, r;
+
+	if (s->cluster_mode) {
+		xasprintf(cause, "cluster mode is not supported by the local "
+		    "backend yet (replication groups are)");
+		return -ENOTSUP;
+	}
+	if ((r = check_engine(lc, s, cause)) != 0 ||
+	    (r = spec_maxmemory(lc, s, &lc->maxmemory, cause)) != 0)
+		return r;
+	if ((r = lcluster_read_token(lc, s->auth_token_file, cause)) != 0)
+		return r;
+	lc->port = s->port;
+	lc->reader_port = s->reader_port;
+	lc->failover = s->automatic_failover;
+	lc->persistence = s->local.persistence;
+	kvlist_free(&lc->parameters);
+	for (size_t k = 0; k < s->parameters.n; k++)
+		kvlist_add(&lc->parameters, s->parameters.keys[k],
+		    s->parameters.values[k]);
+	free(lc->token_file);
+	lc->token_file = s->auth_token_file ? xstrdup(s->auth_token_file) :
+	    NULL;
+	/* Endpoints first: a port in use must fail before any node runs. */
+	lmon_endpoints_start(lc, cause);
+	if (*cause != NULL)
+		return -EADDRINUSE;
+	for (i = 0; i < s->cluster_size; i++) {
+		struct lnode *n = add_node(lc, cause);
+		if (n == NULL)
+			return -ENOSPC;
+		if (i == 0)
+			lc->primary = xstrdup(n->id);
+	}
+	lc->exists = true;
+	lc->created = false;
+	if ((r = lstate_save(lc, cause)) != 0)
+		return r;
+	for (i = 0; i < (int)lc->nnodes; i++)
+		if ((r = lnode_start(lc, lc->nodes[i], cause)) != 0)
+			return r;
+	lmon_start(lc);
+	return 0;
+}
+
+static int
+step_add_replicas(struct lcluster *lc, int to, char **cause)
+{
+	int	 r;
+
+	while ((int)lc->nnodes - 1 < to) {
+		struct lnode *n = add_node(lc, cause);
+		if (n == NULL)
+			return -ENOSPC;
+		if ((r = lstate_save(lc, cause)) != 0 ||
+		    (r = lnode_start(lc, n, cause)) != 0)
+			return r;
+	}
+	return 0;
+}
+
+/* Remove replicas, the most lagging first (never the primary). */
+static int
+step_remove_replicas(struct lcluster *lc, int to, char **cause)
+{
+	struct lnode	*p = lcluster_primary(lc), *worst;
+	size_t		 i, w;
+
+	while ((int)lc->nnodes - 1 > to) {
+		worst = NULL;
+		w = 0;
+		for (i = 0; i < lc->nnodes; i++) {
+			struct lnode *n = lc->nodes[i];
+			if (n == p)
+				continue;
+			/* Down or never synced counts as most lagging. */
+			long long off = lnode_up(n) && n->synced_once ?
+			    n->offset : -1;
+			if (worst == NULL || off < (lnode_up(worst) &&
+			    worst->synced_once ? worst->offset : -1)) {
+				worst = n;
+				w = i;
+			}
+		}
+		if (worst == NULL)
+			break;
+		log_cluster(LOG_LEVEL_INFO, lc->name, "removing replica %s "
+		    "(port %d, offset %lld)", worst->id, worst->port,
+		    worst->offset);
+		node_kill(worst->pid);
+		node_remove_dir(worst->dir);
+		memmove(&lc->nodes[w], &lc->nodes[w + 1],
+		    (lc->nnodes - w - 1) * sizeof *lc->nodes);
+		lc->nnodes--;
+		lnode_free(worst);
+	}
+	return lstate_save(lc, cause);
+}
+
+static void
+config_set_done(struct rconn *rc, struct redisReply *reply, const char *err,
+    void *arg)
+{
+	char	*what = arg;
+
+	if (reply == NULL || reply->type == REDIS_REPLY_ERROR)
+		log_debug("CONFIG SET %s: %s", what, reply ? reply->str : err);
+	free(what);
+}
+
+/* CONFIG SET on every node that answers; configs follow on restarts. */
+static void
+config_set_all(struct lcluster *lc, const char *key, const char *value)
+{
+	size_t	 i;
+
+	for (i = 0; i < lc->nnodes; i++)
+		if (lnode_up(lc->nodes[i]))
+			rconn_command(lc->nodes[i]->conn, LOCAL_PING_TIMEOUT_MS,
+			    config_set_done, xstrdup(key), "CONFIG SET %s %s",
+			    key, value);
+}
+
+static int
+step_modify(struct lcluster *lc, const struct cluster_spec *s,
+    const struct plan_step *st, char **cause)
+{
+	const struct change	*c;
+	size_t			 i, k;
+	uint64_t		 mm;
+	char			 buf[32];
+	int			 r;
+
+	for (i = 0; i < st->nchanges; i++) {
+		c = &st->changes[i];
+		if (strcmp(c->field, "engine_version") == 0) {
+			if ((r = check_engine(lc, s, cause)) != 0)
+				return r;
+		} else if (strcmp(c->field, "instance_type") == 0) {
+			if ((r = spec_maxmemory(lc, s, &mm, cause)) != 0)
+				return r;
+			lc->maxmemory = mm;
+			snprintf(buf, sizeof buf, "%llu",
+			    (unsigned long long)mm);
+			config_set_all(lc, "maxmemory", buf);
+		} else if (strcmp(c->field, "enable_automatic_failover") == 0)
+			lc->failover = strcmp(c->to, "true") == 0;
+		else if (strcmp(c->field, "snapshot_window") == 0 ||
+		    strcmp(c->field, "maintenance_window") == 0 ||
+		    strcmp(c->field, "snapshot_retention_limit") == 0 ||
+		    strcmp(c->field, "enable_multi_az") == 0)
+			continue;	/* kept in the spec; nothing to run */
+		else {
+			/* A Redis parameter. */
+			for (k = 0; k < lc->parameters.n; k++)
+				if (strcmp(lc->parameters.keys[k],
+				    c->field) == 0)
+					break;
+			if (k < lc->parameters.n) {
+				free(lc->parameters.values[k]);
+				lc->parameters.values[k] = xstrdup(c->to);
+			} else
+				kvlist_add(&lc->parameters, c->field, c->to);
+			config_set_all(lc, c->field, c->to);
+		}
+	}
+	return lstate_save(lc, cause);
+}
+
+static void
+remove_cluster(struct lcluster *lc)
+{
+	size_t	 i;
+	char	*path;
+
+	lmon_stop(lc);
+	lmon_endpoints_stop(lc);
+	for (i = 0; i < lc->nnodes; i++) {
+		node_kill(lc->nodes[i]->pid);
+		lnode_free(lc->nodes[i]);
+	}
+	free(lc->nodes);
+	lc->nodes = NULL;
+	lc->nnodes = 0;
+	free(lc->primary);
+	lc->primary = NULL;
+	/* cluster.json goes first: a crash half way leaves no cluster. */
+	path = node_path(lc->dir, "cluster.json");
+	unlink(path);
+	free(path);
+	node_remove_dir(lc->dir);
+	lc->exists = false;
+	log_cluster(LOG_LEVEL_NOTICE, lc->name, "nodes stopped and data "
+	    "removed (deletion_policy delete)");
+}
+
+static void
+copy_check(evutil_socket_t fd, short ev, void *arg)
+{
+	struct lcluster	*lc = arg;
+	struct timeval	 tv = { 0, 50000 };
+	int		 status;
+	pid_t		 r;
+
+	r = waitpid(lc->copy_pid, &status, WNOHANG);
+	if (r == 0) {
+		evtimer_add(lc->copy_ev, &tv);
+		return;
+	}
+	lc->copy_pid = 0;
+	if (r < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		char *m;
+		xasprintf(&m, "final snapshot copy to %s failed; nothing was "
+		    "deleted", lc->copy_dest);
+		finish(lc, -EIO, m);
+		return;
+	}
+	log_cluster(LOG_LEVEL_NOTICE, lc->name, "final snapshot saved in %s",
+	    lc->copy_dest);
+	remove_cluster(lc);
+	finish(lc, 0, NULL);
+}
+
+/* Copy the primary's RDB in a child so the loop never waits on disk. */
+static void
+final_saved(struct rconn *rc, struct redisReply *reply, const char *err,
+    void *arg)
+{
+	struct lcluster	*lc = arg;
+	struct lnode	*p = lcluster_primary(lc);
+	struct timeval	 tv = { 0, 50000 };
+	char		 stamp[32], *src, *tmp;
+	time_t		 now = time(NULL);
+	struct tm	 tm;
+	int		 r;
+
+	if (reply == NULL || reply->type == REDIS_REPLY_ERROR || p == NULL) {
+		char *m;
+		xasprintf(&m, "final snapshot failed (%s); nothing was deleted",
+		    reply ? reply->str : err ? err : "no primary");
+		finish(lc, -EIO, m);
+		return;
+	}
+	gmtime_r(&now, &tm);
+	strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
+	free(lc->copy_dest);
+	xasprintf(&lc->copy_dest, "%s/backups/%s/final-%s",
+	    lc->ctx->conf->state_dir, lc->name, stamp);
+	if ((r = mkdir_p(lc->copy_dest, 0700)) != 0) {
+		char *m;
+		xasprintf(&m, "cannot create %s: %s", lc->copy_dest,
+		    strerror(-r));
+		finish(lc, r, m);
+		return;
+	}
+	src = node_path(p->dir, "dump.rdb");
+	tmp = node_path(lc->copy_dest, "dump.rdb");
+	lc->copy_pid = fork();
+	if (lc->copy_pid == 0) {
+		execl("/bin/cp", "cp", src, tmp, (char *)NULL);
+		_exit(127);
+	}
+	free(src);
+	free(tmp);
+	if (lc->copy_ev == NULL)
+		lc->copy_ev = evtimer_new(lc->ctx->base, copy_check, lc);
+	evtimer_add(lc->copy_ev, &tv);
+}
+
+static int
+step_delete(struct lcluster *lc, const struct plan_step *st, char **cause)
+{
+	struct lnode	*p = lcluster_primary(lc);
+
+	if (!st->final_snapshot) {
+		remove_cluster(lc);
+		return 0;
+	}
+	if (p == NULL || !lnode_up(p)) {
+		xasprintf(cause, "final snapshot needs the primary up; nothing "
+		    "was deleted");
+		return -EAGAIN;
+	}
+	if (rconn_command(p->conn, SAVE_TIMEOUT_MS, final_saved, lc,
+	    "SAVE") != 0) {
+		xasprintf(cause, "final snapshot: primary connection lost");
+		return -EAGAIN;
+	}
+	return 1;	/* completes in final_saved */
+}
+
+static void
+local_apply(void *arg, const struct cluster_spec *spec,
+    const struct plan_step *step, backend_done_cb cb, void *cbarg)
+{
+	struct lcluster	*lc = arg;
+	char		*cause = NULL;
+	int		 r = 0;
+
+	lc->dcb = cb;
+	lc->cbarg = cbarg;
+	switch (step->kind) {
+	case STEP_CREATE:
+		r = step_create(lc, spec, &cause);
+		break;
+	case STEP_ADD_REPLICAS:
+		r = step_add_replicas(lc, step->to, &cause);
+		break;
+	case STEP_REMOVE_REPLICAS:
+		r = step_remove_replicas(lc, step->to, &cause);
+		break;
+	case STEP_MODIFY:
+		r = step_modify(lc, spec, step, &cause);
+		break;
+	case STEP_DELETE:
+		if ((r = step_delete(lc, step, &cause)) == 1)
+			return;
+		break;
+	case STEP_ADD_SHARDS:
+	case STEP_REMOVE_SHARDS:
+	case STEP_REPLACE:
+		r = -ENOTSUP;
+		xasprintf(&cause, "cluster mode is not supported by the local "
+		    "backend yet");
+		break;
+	}
+	finish(lc, r, cause);
+}
+
+const struct backend backend_local = {
+	.name = "local",
+	.available = true,
+	.poll_ms = 200,
+	.attach = local_attach,
+	.detach = local_detach,
+	.observe = local_observe,
+	.apply = local_apply,
+};

@@ -1,0 +1,612 @@
+/*
+ * Watching local nodes and keeping roles right. Every tick each node gets
+ * a PING over its unix socket and a liveness check of its process; every
+ * few ticks an INFO replication. From that:
+ *  - a dead replica is restarted as a replica of the current primary;
+ *  - a primary unreachable for failover_after is replaced by the replica
+ *    with the highest replication offset (automatic failover on), or
+ *    restarted in place when it died (automatic failover off);
+ *  - a node whose role disagrees with ours is corrected, so an old primary
+ *    that comes back becomes a replica before the endpoint could ever send
+ *    it a write: the endpoint only ever forwards to our primary.
+ */
+#include "config.h"
+
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <netinet/in.h>
+#include <arpa/inet.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hiredis/hiredis.h>
+
+#include "local.h"
+#include "log.h"
+#include "node.h"
+#include "proxy.h"
+#include "rconn.h"
+#include "util.h"
+
+bool
+lnode_up(const struct lnode *n)
+{
+	return n->conn != NULL && rconn_ok(n->conn) && n->down_since_ms == 0 &&
+	    n->last_ok_ms != 0;
+}
+
+static unsigned int
+tick_ms(const struct lcluster *lc)
+{
+	uint64_t	 t = lc->ctx->conf->local.failover_after_ms / 6;
+
+	return t < 100 ? 100 : t > 1000 ? 1000 : (unsigned int)t;
+}
+
+int
+lnode_start(struct lcluster *lc, struct lnode *n, char **cause)
+{
+	const struct dconf_local *l = &lc->ctx->conf->local;
+	struct lnode		*p = lcluster_primary(lc);
+	struct node_conf	 c;
+	int			 r;
+
+	memset(&c, 0, sizeof c);
+	c.bind = l->bind;
+	c.port = n->port;
+	c.dir = n->dir;
+	if (p != NULL && p != n) {
+		c.replicaof_host = l->bind;
+		c.replicaof_port = p->port;
+	}
+	c.maxmemory = lc->maxmemory;
+	c.persistence = lc->persistence;
+	c.password = lc->password;
+	c.parameters = &lc->parameters;
+	if ((r = node_conf_write(&c, cause)) != 0)
+		return r;
+	if ((r = node_spawn(l->redis_server, n->dir, &n->pid, cause)) != 0)
+		return r;
+	n->down_since_ms = 0;
+	n->last_ok_ms = 0;
+	n->synced_once = false;
+	n->started_ms = clock_mono_ms();
+	if (n->conn != NULL) {
+		rconn_free(n->conn);
+		n->conn = NULL;
+	}
+	log_cluster(LOG_LEVEL_INFO, lc->name, "started node %s (pid %ld, port "
+	    "%d, %s)", n->id, (long)n->pid, n->port, p == n || p == NULL ?
+	    "primary" : "replica");
+	return 0;
+}
+
+static void
+ep_pause(struct lcluster *lc, bool paused)
+{
+	if (lc->ep_primary != NULL)
+		proxy_set_paused(lc->ep_primary, paused);
+}
+
+static void
+node_down(struct lcluster *lc, struct lnode *n)
+{
+	/* A process we just started may not listen yet: not down. */
+	bool starting = n->started_ms != 0 && node_pid_alive(n->pid) &&
+	    clock_mono_ms() - n->started_ms < LOCAL_START_GRACE_MS &&
+	    n->last_ok_ms == 0;
+
+	if (n->down_since_ms == 0 && !starting) {
+		n->down_since_ms = clock_mono_ms();
+		log_cluster(LOG_LEVEL_NOTICE, lc->name, "node %s (port %d) is "
+		    "not answering", n->id, n->port);
+		lcluster_changed(lc);
+	}
+	if (n->conn != NULL) {
+		rconn_free(n->conn);
+		n->conn = NULL;
+	}
+	n->ping_busy = n->info_busy = n->fixing_role = false;
+}
+
+struct node_cmd {
+	struct lcluster	*lc;
+	char		*id;	/* the node may be gone by the reply */
+};
+
+static struct node_cmd *
+node_cmd(struct lcluster *lc, struct lnode *n)
+{
+	struct node_cmd	*c = xmalloc(sizeof *c);
+
+	c->lc = lc;
+	c->id = xstrdup(n->id);
+	return c;
+}
+
+static struct lnode *
+node_cmd_done(struct node_cmd *c, struct lcluster **lcp)
+{
+	struct lnode	*n = lcluster_node(c->lc, c->id);
+
+	*lcp = c->lc;
+	free(c->id);
+	free(c);
+	return n;
+}
+
+static void
+ping_done(struct rconn *rc, struct redisReply *reply, const char *err,
+    void *arg)
+{
+	struct lcluster	*lc;
+	struct lnode	*n = node_cmd_done(arg, &lc);
+
+	if (n == NULL || n->conn != rc)
+		return;
+	n->ping_busy = false;
+	/* A node loading its dataset is alive: never fail over for that. */
+	if (reply == NULL || (reply->type == REDIS_REPLY_ERROR &&
+	    strncmp(reply->str, "LOADING", 7) != 0)) {
+		node_down(lc, n);
+		return;
+	}
+	if (n->down_since_ms != 0)
+		log_cluster(LOG_LEVEL_NOTICE, lc->name, "node %s (port %d) "
+		    "answers again", n->id, n->port);
+	if (n->down_since_ms != 0)
+		lcluster_changed(lc);
+	n->down_since_ms = 0;
+	n->last_ok_ms = clock_mono_ms();
+}
+
+static long long
+info_ll(const char *info, const char *key)
+{
+	const char	*p = strstr(info, key);
+
+	return p ? strtoll(p + strlen(key), NULL, 10) : -1;
+}
+
+static void
+role_fixed(struct rconn *rc, struct redisReply *reply, const char *err,
+    void *arg)
+{
+	struct lcluster	*lc;
+	struct lnode	*n = node_cmd_done(arg, &lc);
+
+	if (n != NULL)
+		n->fixing_role = false;
+}
+
+/* Make a node's role agree with ours. */
+static void
+fix_role(struct lcluster *lc, struct lnode *n)
+{
+	struct lnode	*p = lcluster_primary(lc);
+	char		 port[16];
+
+	if (p == NULL || n->fixing_role || lc->promoting)
+		return;
+	n->fixing_role = true;
+	if (p == n) {
+		log_cluster(LOG_LEVEL_NOTICE, lc->name, "node %s should be the "
+		    "primary, promoting it", n->id);
+		rconn_command(n->conn, LOCAL_PING_TIMEOUT_MS, role_fixed,
+		    node_cmd(lc, n), "REPLICAOF NO ONE");
+		return;
+	}
+	log_cluster(LOG_LEVEL_NOTICE, lc->name, "node %s acts as a primary; "
+	    "making it a replica of %s", n->id, p->id);
+	snprintf(port, sizeof port, "%d", p->port);
+	rconn_command(n->conn, LOCAL_PING_TIMEOUT_MS, role_fixed,
+	    node_cmd(lc, n), "REPLICAOF %s %s", lc->ctx->conf->local.bind, port);
+}
+
+/* Remember each node's run_id; a change means someone restarted it. */
+static void
+record_run_id(struct lcluster *lc, struct lnode *n, const char *info)
+{
+	const char	*p = strstr(info, "run_id:");
+	char		*id, *cause = NULL;
+
+	if (p == NULL)
+		return;
+	p += 7;
+	id = xstrndup(p, strcspn(p, "\r\n"));
+	if (n->run_id != NULL && strcmp(n->run_id, id) == 0) {
+		free(id);
+		return;
+	}
+	if (n->run_id != NULL)
+		log_cluster(LOG_LEVEL_INFO, lc->name, "node %s restarted (new "
+		    "run_id)", n->id);
+	free(n->run_id);
+	n->run_id = id;
+	if (lstate_save(lc, &cause) != 0) {
+		log_cluster(LOG_LEVEL_WARNING, lc->name, "%s", cause);
+		free(cause);
+	}
+}
+
+static void
+info_done(struct rconn *rc, struct redisReply *reply, const char *err,
+    void *arg)
+{
+	struct lcluster	*lc;
+	struct lnode	*n = node_cmd_done(arg, &lc);
+	const char	*s;
+	bool		 primary;
+
+	if (n == NULL || n->conn != rc)
+		return;
+	n->info_busy = false;
+	if (reply == NULL || reply->type != REDIS_REPLY_STRING)
+		return;
+	s = reply->str;
+	record_run_id(lc, n, s);
+	n->is_master = strstr(s, "role:master") != NULL;
+	primary = lcluster_primary(lc) == n;
+	if (n->is_master) {
+		n->offset = info_ll(s, "master_repl_offset:");
+		n->link_up = false;
+	} else {
+		bool was = n->link_up;
+
+		n->offset = info_ll(s, "slave_repl_offset:");
+		n->link_up = strstr(s, "master_link_status:up") != NULL &&
+		    info_ll(s, "master_sync_in_progress:") == 0;
+		if (was != n->link_up && n->synced_once)
+			lcluster_changed(lc);
+		if (n->link_up && !n->synced_once) {
+			n->synced_once = true;
+			log_cluster(LOG_LEVEL_INFO, lc->name, "node %s finished "
+			    "its first sync", n->id);
+			lcluster_changed(lc);
+		}
+	}
+	if (n->is_master != primary)
+		fix_role(lc, n);
+}
+
+static void
+node_check(struct lcluster *lc, struct lnode *n, bool info)
+{
+	char	 cause_buf[8];
+	char	*cause = NULL;
+
+	(void)cause_buf;
+	if (!node_pid_alive(n->pid)) {
+		pid_t pid = node_read_pid(n->dir);
+		if (pid > 0 && pid != n->pid && node_pid_alive(pid))
+			n->pid = pid;	/* restarted by someone else */
+		else {
+			node_down(lc, n);
+			/* The primary is handled by the failover logic. */
+			if (lcluster_primary(lc) == n)
+				return;
+			log_cluster(LOG_LEVEL_NOTICE, lc->name, "node %s "
+			    "(pid %ld) is gone, restarting it", n->id,
+			    (long)n->pid);
+			if (lnode_start(lc, n, &cause) != 0) {
+				log_cluster(LOG_LEVEL_WARNING, lc->name,
+				    "cannot restart node %s: %s", n->id, cause);
+				free(cause);
+			}
+			return;
+		}
+	}
+	if (n->conn == NULL || !rconn_ok(n->conn)) {
+		if (n->conn != NULL)
+			rconn_free(n->conn);
+		n->conn = rconn_new(lc->ctx->base, n->sock, lc->password,
+		    LOCAL_CONNECT_TIMEOUT_MS);
+		n->ping_busy = n->info_busy = n->fixing_role = false;
+	}
+	if (!n->ping_busy) {
+		n->ping_busy = true;
+		if (rconn_command(n->conn, LOCAL_PING_TIMEOUT_MS, ping_done,
+		    node_cmd(lc, n), "PING") != 0)
+			node_down(lc, n);
+	}
+	if (info && !n->info_busy && n->conn != NULL) {
+		n->info_busy = true;
+		if (rconn_command(n->conn, LOCAL_PING_TIMEOUT_MS, info_done,
+		    node_cmd(lc, n), "INFO server replication") != 0)
+			n->info_busy = false;
+	}
+}
+
+struct promote {
+	struct lcluster	*lc;
+	char		*id;
+	char		*old;
+};
+
+static void
+promoted(struct rconn *rc, struct redisReply *reply, const char *err,
+    void *arg)
+{
+	struct promote	*pr = arg;
+	struct lcluster	*lc = pr->lc;
+	struct lnode	*n = lcluster_node(lc, pr->id), *o;
+	char		*cause = NULL, port[16];
+	size_t		 i;
+	uint64_t	 took;
+
+	lc->promoting = false;
+	if (n == NULL || reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+		log_cluster(LOG_LEVEL_WARNING, lc->name, "promoting %s failed: "
+		    "%s, will retry", pr->id, reply ? reply->str : err);
+		ep_pause(lc, false);
+		goto out;
+	}
+	free(lc->primary);
+	lc->primary = xstrdup(n->id);
+	lc->failovers++;
+	n->is_master = true;
+	if (lstate_save(lc, &cause) != 0) {
+		log_cluster(LOG_LEVEL_WARNING, lc->name, "%s", cause);
+		free(cause);
+	}
+	ep_pause(lc, false);
+	took = clock_mono_ms() - lc->failover_started_ms;
+	log_cluster(LOG_LEVEL_NOTICE, lc->name, "failover: %s promoted to "
+	    "primary in place of %s (%llu ms since the primary stopped "
+	    "answering)", n->id, pr->old, (unsigned long long)took);
+	free(lc->message);
+	xasprintf(&lc->message, "failover %d: %s replaced %s as primary",
+	    lc->failovers, n->id, pr->old);
+	lcluster_changed(lc);
+	snprintf(port, sizeof port, "%d", n->port);
+	for (i = 0; i < lc->nnodes; i++) {
+		o = lc->nodes[i];
+		if (o == n || !lnode_up(o))
+			continue;
+		rconn_command(o->conn, LOCAL_PING_TIMEOUT_MS, role_fixed,
+		    node_cmd(lc, o), "REPLICAOF %s %s",
+		    lc->ctx->conf->local.bind, port);
+	}
+	/* A dead old primary comes back as a replica of the new one. */
+	if ((o = lcluster_node(lc, pr->old)) != NULL &&
+	    !node_pid_alive(o->pid) && lnode_start(lc, o, &cause) != 0) {
+		log_cluster(LOG_LEVEL_WARNING, lc->name, "cannot restart %s: "
+		    "%s", o->id, cause);
+		free(cause);
+	}
+out:
+	free(pr->id);
+	free(pr->old);
+	free(pr);
+}
+
+/* The primary has been unreachable for failover_after. */
+static void
+primary_lost(struct lcluster *lc, struct lnode *p)
+{
+	struct lnode	*best = NULL, *n;
+	struct promote	*pr;
+	char		*cause = NULL;
+	size_t		 i;
+
+	if (!lc->failover) {
+		if (!node_pid_alive(p->pid)) {
+			log_cluster(LOG_LEVEL_NOTICE, lc->name, "primary %s is "
+			    "gone and automatic failover is off: restarting "
+			    "it in place", p->id);
+			if (lnode_start(lc, p, &cause) != 0) {
+				log_cluster(LOG_LEVEL_WARNING, lc->name,
+				    "cannot restart %s: %s", p->id, cause);
+				free(cause);
+			}
+		}
+		return;
+	}
+	for (i = 0; i < lc->nnodes; i++) {
+		n = lc->nodes[i];
+		/* Only a replica that finished a first sync holds data. */
+		if (n == p || !lnode_up(n) || !n->synced_once)
+			continue;
+		if (best == NULL || n->offset > best->offset)
+			best = n;
+	}
+	if (best == NULL) {
+		if (!node_pid_alive(p->pid)) {
+			log_cluster(LOG_LEVEL_WARNING, lc->name, "primary %s is "
+			    "gone and no replica can take over: restarting it",
+			    p->id);
+			if (lnode_start(lc, p, &cause) != 0) {
+				log_cluster(LOG_LEVEL_WARNING, lc->name,
+				    "cannot restart %s: %s", p->id, cause);
+				free(cause);
+			}
+		}
+		return;
+	}
+	lc->promoting = true;
+	lc->failover_started_ms = p->down_since_ms;
+	/* Never two primaries behind the endpoint: close it first. */
+	ep_pause(lc, true);
+	if (lc->ep_primary != NULL)
+		proxy_drop_all(lc->ep_primary);
+	log_cluster(LOG_LEVEL_NOTICE, lc->name, "primary %s unreachable for "
+	    "%llu ms; promoting %s (offset %lld)", p->id,
+	    (unsigned long long)(clock_mono_ms() - p->down_since_ms), best->id,
+	    best->offset);
+	pr = xcalloc(1, sizeof *pr);
+	pr->lc = lc;
+	pr->id = xstrdup(best->id);
+	pr->old = xstrdup(p->id);
+	if (rconn_command(best->conn, LOCAL_PING_TIMEOUT_MS, promoted, pr,
+	    "REPLICAOF NO ONE") != 0) {
+		lc->promoting = false;
+		ep_pause(lc, false);
+		free(pr->id);
+		free(pr->old);
+		free(pr);
+	}
+}
+
+static void
+lmon_tick(evutil_socket_t fd, short ev, void *arg)
+{
+	struct lcluster	*lc = arg;
+	struct lnode	*p;
+	bool		 info;
+	size_t		 i;
+	uint64_t	 now = clock_mono_ms();
+
+	info = lc->ticks++ % LOCAL_INFO_EVERY == 0;
+	for (i = 0; i < lc->nnodes; i++)
+		node_check(lc, lc->nodes[i], info);
+	p = lcluster_primary(lc);
+	if (p != NULL && p->down_since_ms != 0 && !lc->promoting &&
+	    now - p->down_since_ms >= lc->ctx->conf->local.failover_after_ms)
+		primary_lost(lc, p);
+	if (!lc->created && lc->nnodes > 0) {
+		bool all = true;
+		for (i = 0; i < lc->nnodes; i++)
+			if (lc->nodes[i] != p && !lc->nodes[i]->synced_once)
+				all = false;
+		if (all && p != NULL && lnode_up(p)) {
+			char *cause = NULL;
+			lc->created = true;
+			if (lstate_save(lc, &cause) != 0) {
+				log_cluster(LOG_LEVEL_WARNING, lc->name, "%s",
+				    cause);
+				free(cause);
+			}
+		}
+	}
+}
+
+void
+lmon_start(struct lcluster *lc)
+{
+	struct timeval	 tv;
+	unsigned int	 ms = tick_ms(lc);
+
+	if (lc->tick == NULL)
+		lc->tick = event_new(lc->ctx->base, -1, EV_PERSIST, lmon_tick,
+		    lc);
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
+	event_add(lc->tick, &tv);
+	event_active(lc->tick, EV_TIMEOUT, 0);
+}
+
+void
+lmon_stop(struct lcluster *lc)
+{
+	size_t	 i;
+
+	if (lc->tick != NULL) {
+		event_free(lc->tick);
+		lc->tick = NULL;
+	}
+	for (i = 0; i < lc->nnodes; i++) {
+		if (lc->nodes[i]->conn != NULL) {
+			rconn_free(lc->nodes[i]->conn);
+			lc->nodes[i]->conn = NULL;
+		}
+	}
+}
+
+static void
+node_addr(struct lcluster *lc, struct lnode *n, struct sockaddr_storage *ss,
+    socklen_t *len)
+{
+	struct sockaddr_in	*sin = (struct sockaddr_in *)ss;
+
+	memset(ss, 0, sizeof *ss);
+	sin->sin_family = AF_INET;
+	sin->sin_port = htons((uint16_t)n->port);
+	if (inet_pton(AF_INET, lc->ctx->conf->local.bind, &sin->sin_addr) != 1)
+		sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	*len = sizeof *sin;
+}
+
+static int
+pick_primary(void *arg, struct sockaddr_storage *ss, socklen_t *len)
+{
+	struct lcluster	*lc = arg;
+	struct lnode	*p = lcluster_primary(lc);
+
+	if (p == NULL || lc->promoting || !lnode_up(p))
+		return -1;
+	node_addr(lc, p, ss, len);
+	return 0;
+}
+
+static int
+pick_reader(void *arg, struct sockaddr_storage *ss, socklen_t *len)
+{
+	struct lcluster	*lc = arg;
+	struct lnode	*p = lcluster_primary(lc), *n;
+	size_t		 i;
+
+	for (i = 0; i < lc->nnodes; i++) {
+		n = lc->nodes[(lc->reader_next + i) % lc->nnodes];
+		if (n != p && lnode_up(n) && n->link_up) {
+			lc->reader_next = (lc->reader_next + i + 1) %
+			    lc->nnodes;
+			node_addr(lc, n, ss, len);
+			return 0;
+		}
+	}
+	if (p == NULL || !lnode_up(p))
+		return -1;
+	node_addr(lc, p, ss, len);
+	return 0;
+}
+
+void
+lmon_endpoints_start(struct lcluster *lc, char **cause)
+{
+	const char	*bind = lc->ctx->conf->local.bind;
+
+	if (lc->ep_primary == NULL)
+		lc->ep_primary = proxy_new(lc->ctx->base, bind, lc->port,
+		    pick_primary, lc, cause);
+	if (lc->ep_primary != NULL && lc->ep_reader == NULL)
+		lc->ep_reader = proxy_new(lc->ctx->base, bind, lc->reader_port,
+		    pick_reader, lc, cause);
+}
+
+void
+lmon_endpoints_stop(struct lcluster *lc)
+{
+	proxy_free(lc->ep_primary);
+	proxy_free(lc->ep_reader);
+	lc->ep_primary = lc->ep_reader = NULL;
+}
+
+json_t *
+lmon_endpoints(struct lcluster *lc)
+{
+	const char	*bind = lc->ctx->conf->local.bind;
+	struct lnode	*p = lcluster_primary(lc), *n;
+	json_t		*nodes = json_array(), *j;
+	char		 addr[300];
+	size_t		 i;
+
+	for (i = 0; i < lc->nnodes; i++) {
+		n = lc->nodes[i];
+		snprintf(addr, sizeof addr, "%s:%d", bind, n->port);
+		json_array_append_new(nodes, json_pack("{s:s, s:s, s:s, s:I, "
+		    "s:I, s:b, s:b}", "id", n->id, "address", addr, "role",
+		    n == p ? "primary" : "replica", "pid", (json_int_t)n->pid,
+		    "offset", (json_int_t)n->offset, "up", lnode_up(n),
+		    "synced", n == p ? lnode_up(n) : n->link_up)); 
+	}
+	snprintf(addr, sizeof addr, "%s:%d", bind, lc->port);
+	j = json_pack("{s:s, s:o, s:i}", "primary", addr, "nodes", nodes,
+	    "failovers", lc->failovers);
+	snprintf(addr, sizeof addr, "%s:%d", bind, lc->reader_port);
+	json_object_set_new(j, "reader", json_string(addr));
+	return j;
+}
