@@ -1,0 +1,93 @@
+#!/bin/sh
+# bench/proxy.sh: redis-benchmark throughput direct to a redis-server and
+# through the endpoint proxy (bench/proxy_bench), pipelining 1 and 16, and
+# the ratio proxy/direct. Target: >= 0.8. It prints figures; it is not a
+# test. Every process it starts is stopped by pid, also on failure.
+#
+#   bench/proxy.sh [BUILDDIR]     (default: the current directory)
+#
+# Environment: REPEAT (default 3) runs of each, the median is reported;
+# N (200000) requests, C (50) clients.
+set -eu
+
+builddir=${1:-.}
+bin=$builddir/bench/proxy_bench
+repeat=${REPEAT:-3}
+n=${N:-200000}
+c=${C:-50}
+
+if [ ! -x "$bin" ]; then
+	echo "proxy.sh: no $bin; build it with 'make bench/proxy_bench'" >&2
+	exit 1
+fi
+for tool in redis-server redis-benchmark redis-cli python3; do
+	command -v "$tool" >/dev/null || { echo "proxy.sh: no $tool" >&2; exit 1; }
+done
+
+tmp=$(mktemp -d /tmp/ck-proxy-bench.XXXXXX)
+pids=""
+cleanup() {
+	for pid in $pids; do
+		kill "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	done
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+rport=$(free_port)
+redis-server --save "" --appendonly no --port "$rport" --bind 127.0.0.1 \
+    --daemonize no --dir "$tmp" >"$tmp/redis.log" 2>&1 &
+pids="$pids $!"
+i=0
+until [ "$(redis-cli -p "$rport" ping 2>/dev/null)" = PONG ]; do
+	i=$((i + 1))
+	[ $i -lt 250 ] || { echo "proxy.sh: redis-server did not start" >&2; cat "$tmp/redis.log" >&2; exit 1; }
+	sleep 0.02
+done
+
+"$bin" "$rport" >"$tmp/proxy.out" 2>&1 &
+pids="$pids $!"
+i=0
+until grep -q '^port ' "$tmp/proxy.out" 2>/dev/null; do
+	i=$((i + 1))
+	[ $i -lt 250 ] || { echo "proxy.sh: proxy_bench did not start" >&2; cat "$tmp/proxy.out" >&2; exit 1; }
+	sleep 0.02
+done
+pport=$(awk '/^port / { print $2; exit }' "$tmp/proxy.out")
+
+# One redis-benchmark run: "SET rps" and "GET rps" lines.
+run() {
+	redis-benchmark -h 127.0.0.1 -p "$1" -q -t set,get -n "$n" -c "$c" \
+	    -P "$2" | tr '\r' '\n' |
+	    awk '/^(SET|GET): [0-9.]+ requests per second/ { sub(":", "", $1); print $1, $2 }'
+}
+
+median() {
+	sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
+}
+
+echo "redis-server $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/') on :$rport, proxy on :$pport; $(nproc) CPUs"
+echo "redis-benchmark -t set,get -n $n -c $c, median of $repeat runs"
+printf '%-4s %3s %14s %14s %7s\n' test P direct/s proxy/s ratio
+for pipe in 1 16; do
+	: >"$tmp/direct" && : >"$tmp/proxy"
+	r=0
+	while [ $r -lt "$repeat" ]; do
+		run "$rport" "$pipe" >>"$tmp/direct"
+		run "$pport" "$pipe" >>"$tmp/proxy"
+		r=$((r + 1))
+	done
+	for t in SET GET; do
+		d=$(awk -v t=$t '$1 == t { print $2 }' "$tmp/direct" | median)
+		p=$(awk -v t=$t '$1 == t { print $2 }' "$tmp/proxy" | median)
+		awk -v t=$t -v P=$pipe -v d="$d" -v p="$p" 'BEGIN {
+			printf "%-4s %3d %14.0f %14.0f %7.2f\n", t, P, d, p, (d > 0 ? p / d : 0)
+		}'
+	done
+done
