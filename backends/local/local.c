@@ -158,6 +158,7 @@ local_detach(void *arg)
 	}
 	kvlist_free(&lc->parameters);
 	free(lc->primary);
+	free(lc->switch_to);
 	free(lc->token_file);
 	free(lc->message);
 	free(lc->done_msg);
@@ -203,6 +204,10 @@ observed_state(struct lcluster *lc)
 	}
 	if (!lc->created)
 		return OBS_CREATING;
+	/* A node down because we restart it is progress, not damage. */
+	if (lc->restart_pending && (lc->apply_immediately ||
+	    window_contains(&lc->maintenance_window, clock_wall_s())))
+		return OBS_MODIFYING;
 	if (syncing && !down)
 		return OBS_MODIFYING;
 	if (lc->promoting || down)
@@ -225,6 +230,9 @@ observe_fire(evutil_socket_t fd, short ev, void *arg)
 		cb(lc->cbarg, 0, NULL, o);
 		return;
 	}
+	/* Follow the window and urgency the spec says now. */
+	lc->apply_immediately = s->apply_immediately;
+	lc->maintenance_window = s->maintenance_window;
 	o->state = observed_state(lc);
 	o->cluster_mode = false;
 	o->num_node_groups = 1;
@@ -333,6 +341,8 @@ step_create(struct lcluster *lc, const struct cluster_spec *s, char **cause)
 		return r;
 	lc->port = s->port;
 	lc->reader_port = s->reader_port;
+	lc->apply_immediately = s->apply_immediately;
+	lc->maintenance_window = s->maintenance_window;
 	lc->failover = s->automatic_failover;
 	lc->persistence = s->local.persistence;
 	kvlist_free(&lc->parameters);
@@ -442,12 +452,121 @@ config_set_all(struct lcluster *lc, const char *key, const char *value)
 			    key, value);
 }
 
+/* A parameter change in flight: CONFIG SET on every node that answers. */
+struct param_op {
+	struct lcluster	*lc;
+	char		*key;
+	char		*value;
+	int		 pending;
+	bool		 immutable;
+	char		*error;		/* first rejection, Redis's words */
+};
+
+static void
+param_apply(struct lcluster *lc, const char *key, const char *value)
+{
+	size_t	 k;
+
+	for (k = 0; k < lc->parameters.n; k++) {
+		if (strcmp(lc->parameters.keys[k], key) == 0) {
+			free(lc->parameters.values[k]);
+			lc->parameters.values[k] = xstrdup(value);
+			return;
+		}
+	}
+	kvlist_add(&lc->parameters, key, value);
+}
+
+static void
+param_done(struct rconn *rc, struct redisReply *reply, const char *err,
+    void *arg)
+{
+	struct param_op	*op = arg;
+	struct lcluster	*lc = op->lc;
+	char		*cause = NULL, *msg = NULL;
+	int		 r = 0;
+
+	if (reply == NULL && op->error == NULL)
+		xasprintf(&op->error, "%s", err);
+	else if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
+		/* Redis 7: "... can't set immutable config". */
+		if (strstr(reply->str, "immutable") != NULL)
+			op->immutable = true;
+		else if (op->error == NULL)
+			op->error = xstrdup(reply->str);
+	}
+	if (--op->pending > 0)
+		return;
+	if (op->error != NULL) {
+		/* Never write a setting Redis refuses into a config: the node
+		 * would not start again. */
+		xasprintf(&msg, "parameter %s=%s rejected by redis-server: %s",
+		    op->key, op->value, op->error);
+		r = -EINVAL;
+	} else {
+		param_apply(lc, op->key, op->value);
+		if (op->immutable) {
+			size_t i;
+
+			lc->restart_pending = true;
+			for (i = 0; i < lc->nnodes; i++)
+				lc->nodes[i]->needs_restart = true;
+			log_cluster(LOG_LEVEL_NOTICE, lc->name, "parameter %s "
+			    "cannot change live: nodes restart one at a time, "
+			    "replicas first", op->key);
+		}
+		if ((r = lstate_save(lc, &cause)) != 0)
+			msg = cause;
+		lcluster_changed(lc);
+	}
+	free(op->key);
+	free(op->value);
+	free(op->error);
+	free(op);
+	finish(lc, r, msg);
+}
+
+static int
+step_params(struct lcluster *lc, const struct change *c, char **cause)
+{
+	struct param_op	*op;
+	size_t		 i;
+	int		 up = 0;
+
+	for (i = 0; i < lc->nnodes; i++)
+		if (lnode_up(lc->nodes[i]))
+			up++;
+	if (up == 0) {
+		xasprintf(cause, "no node answers; parameter %s not changed",
+		    c->field);
+		return -EAGAIN;
+	}
+	op = xcalloc(1, sizeof *op);
+	op->lc = lc;
+	op->key = xstrdup(c->field);
+	op->value = xstrdup(c->to);
+	op->pending = up;
+	for (i = 0; i < lc->nnodes; i++) {
+		if (!lnode_up(lc->nodes[i]))
+			continue;
+		if (rconn_command(lc->nodes[i]->conn, LOCAL_PING_TIMEOUT_MS,
+		    param_done, op, "CONFIG SET %s %s", c->field, c->to) != 0)
+			param_done(NULL, NULL, "connection lost", op);
+	}
+	return 1;	/* completes in param_done */
+}
+
+/*
+ * One combined modification. Settings the backend only records are done
+ * at once; Redis parameters go one per call (the reconciler comes back for
+ * the next), so a rejected one names itself.
+ */
 static int
 step_modify(struct lcluster *lc, const struct cluster_spec *s,
     const struct plan_step *st, char **cause)
 {
-	const struct change	*c;
-	size_t			 i, k;
+	const struct change	*c, *param = NULL;
+	size_t			 i;
 	uint64_t		 mm;
 	char			 buf[32];
 	int			 r;
@@ -471,21 +590,14 @@ step_modify(struct lcluster *lc, const struct cluster_spec *s,
 		    strcmp(c->field, "snapshot_retention_limit") == 0 ||
 		    strcmp(c->field, "enable_multi_az") == 0)
 			continue;	/* kept in the spec; nothing to run */
-		else {
-			/* A Redis parameter. */
-			for (k = 0; k < lc->parameters.n; k++)
-				if (strcmp(lc->parameters.keys[k],
-				    c->field) == 0)
-					break;
-			if (k < lc->parameters.n) {
-				free(lc->parameters.values[k]);
-				lc->parameters.values[k] = xstrdup(c->to);
-			} else
-				kvlist_add(&lc->parameters, c->field, c->to);
-			config_set_all(lc, c->field, c->to);
-		}
+		else if (param == NULL)
+			param = c;	/* a Redis parameter */
 	}
-	return lstate_save(lc, cause);
+	lc->apply_immediately = s->apply_immediately;
+	lc->maintenance_window = s->maintenance_window;
+	if ((r = lstate_save(lc, cause)) != 0)
+		return r;
+	return param != NULL ? step_params(lc, param, cause) : 0;
 }
 
 static void
@@ -631,7 +743,8 @@ local_apply(void *arg, const struct cluster_spec *spec,
 		r = step_remove_replicas(lc, step->to, &cause);
 		break;
 	case STEP_MODIFY:
-		r = step_modify(lc, spec, step, &cause);
+		if ((r = step_modify(lc, spec, step, &cause)) == 1)
+			return;
 		break;
 	case STEP_DELETE:
 		if ((r = step_delete(lc, step, &cause)) == 1)

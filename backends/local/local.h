@@ -56,6 +56,8 @@ struct lnode {
 	bool		 synced_once;	/* finished a first sync at least once */
 	bool		 fixing_role;
 	uint64_t	 started_ms;	/* when we last started it */
+	bool		 needs_restart;	/* a parameter it can only take so */
+	bool		 restarting;	/* stopped by us, start it again */
 };
 
 struct lcluster {
@@ -78,6 +80,9 @@ struct lcluster {
 	char			*token_file;
 	int			 failovers;
 	bool			 created;	/* all nodes synced once */
+	bool			 restart_pending; /* rolling restart to do */
+	bool			 apply_immediately;
+	struct window		 maintenance_window;
 
 	/* Runtime. */
 	char			*password;	/* from token_file, wiped on free */
@@ -87,6 +92,7 @@ struct lcluster {
 	struct event		*tick;
 	unsigned int		 ticks;
 	bool			 promoting;
+	char			*switch_to;	/* controlled failover target */
 	uint64_t		 failover_started_ms;
 	char			*message;	/* last notable event */
 	struct event		*done_ev;	/* deferred completion */
@@ -125,5 +131,6 @@ bool		 lnode_up(const struct lnode *);
 json_t		*lmon_endpoints(struct lcluster *);
 void		 lmon_endpoints_start(struct lcluster *, char **cause);
 void		 lmon_endpoints_stop(struct lcluster *);
+void		 lmon_rolling_restart(struct lcluster *);
 
 #endif

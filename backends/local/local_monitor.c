@@ -19,6 +19,7 @@
 #include <arpa/inet.h>
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,6 +76,15 @@ lnode_start(struct lcluster *lc, struct lnode *n, char **cause)
 	n->last_ok_ms = 0;
 	n->synced_once = false;
 	n->started_ms = clock_mono_ms();
+	if (n->needs_restart || n->restarting) {
+		/* Its new config has the parameters it needed a restart for. */
+		n->needs_restart = n->restarting = false;
+		if (lstate_save(lc, cause) != 0) {
+			log_cluster(LOG_LEVEL_WARNING, lc->name, "%s", *cause);
+			free(*cause);
+			*cause = NULL;
+		}
+	}
 	if (n->conn != NULL) {
 		rconn_free(n->conn);
 		n->conn = NULL;
@@ -207,6 +217,33 @@ fix_role(struct lcluster *lc, struct lnode *n)
 	    node_cmd(lc, n), "REPLICAOF %s %s", lc->ctx->conf->local.bind, port);
 }
 
+/* A controlled failover finished: the target reports role:master. */
+static void
+switchover_done(struct lcluster *lc, struct lnode *n)
+{
+	char	*cause = NULL;
+	char	*old = lc->primary;
+
+	lc->primary = lc->switch_to;
+	lc->switch_to = NULL;
+	lc->promoting = false;
+	lc->failovers++;
+	if (lstate_save(lc, &cause) != 0) {
+		log_cluster(LOG_LEVEL_WARNING, lc->name, "%s", cause);
+		free(cause);
+	}
+	if (lc->ep_primary != NULL)
+		proxy_set_paused(lc->ep_primary, false);
+	log_cluster(LOG_LEVEL_NOTICE, lc->name, "controlled failover: %s is "
+	    "the primary in place of %s (%llu ms)", n->id, old,
+	    (unsigned long long)(clock_mono_ms() - lc->failover_started_ms));
+	free(lc->message);
+	xasprintf(&lc->message, "controlled failover %d: %s replaced %s as "
+	    "primary", lc->failovers, n->id, old);
+	free(old);
+	lcluster_changed(lc);
+}
+
 /* Remember each node's run_id; a change means someone restarted it. */
 static void
 record_run_id(struct lcluster *lc, struct lnode *n, const char *info)
@@ -250,6 +287,9 @@ info_done(struct rconn *rc, struct redisReply *reply, const char *err,
 	s = reply->str;
 	record_run_id(lc, n, s);
 	n->is_master = strstr(s, "role:master") != NULL;
+	if (lc->switch_to != NULL && strcmp(lc->switch_to, n->id) == 0 &&
+	    n->is_master)
+		switchover_done(lc, n);
 	primary = lcluster_primary(lc) == n;
 	if (n->is_master) {
 		n->offset = info_ll(s, "master_repl_offset:");
@@ -286,8 +326,9 @@ node_check(struct lcluster *lc, struct lnode *n, bool info)
 			n->pid = pid;	/* restarted by someone else */
 		else {
 			node_down(lc, n);
-			/* The primary is handled by the failover logic. */
-			if (lcluster_primary(lc) == n)
+			/* The primary is handled by the failover logic, unless
+			 * we stopped it ourselves for a restart. */
+			if (lcluster_primary(lc) == n && !n->restarting)
 				return;
 			log_cluster(LOG_LEVEL_NOTICE, lc->name, "node %s "
 			    "(pid %ld) is gone, restarting it", n->id,
@@ -463,8 +504,10 @@ lmon_tick(evutil_socket_t fd, short ev, void *arg)
 	info = lc->ticks++ % LOCAL_INFO_EVERY == 0;
 	for (i = 0; i < lc->nnodes; i++)
 		node_check(lc, lc->nodes[i], info);
+	lmon_rolling_restart(lc);
 	p = lcluster_primary(lc);
 	if (p != NULL && p->down_since_ms != 0 && !lc->promoting &&
+	    !p->restarting &&
 	    now - p->down_since_ms >= lc->ctx->conf->local.failover_after_ms)
 		primary_lost(lc, p);
 	if (!lc->created && lc->nnodes > 0) {
@@ -609,4 +652,132 @@ lmon_endpoints(struct lcluster *lc)
 	snprintf(addr, sizeof addr, "%s:%d", bind, lc->reader_port);
 	json_object_set_new(j, "reader", json_string(addr));
 	return j;
+}
+
+static void
+switchover_started(struct rconn *rc, struct redisReply *reply,
+    const char *err, void *arg)
+{
+	struct lcluster	*lc = arg;
+
+	if (reply != NULL && reply->type != REDIS_REPLY_ERROR)
+		return;		/* info_done sees the target take over */
+	log_cluster(LOG_LEVEL_WARNING, lc->name, "controlled failover to %s "
+	    "failed: %s, will retry", lc->switch_to ? lc->switch_to : "?",
+	    reply ? reply->str : err);
+	free(lc->switch_to);
+	lc->switch_to = NULL;
+	lc->promoting = false;
+	if (lc->ep_primary != NULL)
+		proxy_set_paused(lc->ep_primary, false);
+}
+
+/*
+ * Hand the primary role to the most up-to-date replica without losing a
+ * write: Redis's own FAILOVER pauses writes on the primary, waits for the
+ * target to catch up, then swaps roles. The endpoint refuses new clients
+ * and drops old ones meanwhile, so nothing can write to two primaries.
+ */
+static void
+switchover(struct lcluster *lc, struct lnode *p)
+{
+	struct lnode	*best = NULL, *n;
+	char		 port[16];
+	size_t		 i;
+
+	for (i = 0; i < lc->nnodes; i++) {
+		n = lc->nodes[i];
+		if (n != p && lnode_up(n) && n->link_up &&
+		    (best == NULL || n->offset > best->offset))
+			best = n;
+	}
+	if (best == NULL)
+		return;
+	log_cluster(LOG_LEVEL_NOTICE, lc->name, "rolling restart: moving the "
+	    "primary role from %s to %s", p->id, best->id);
+	lc->promoting = true;
+	lc->failover_started_ms = clock_mono_ms();
+	free(lc->switch_to);
+	lc->switch_to = xstrdup(best->id);
+	if (lc->ep_primary != NULL) {
+		proxy_set_paused(lc->ep_primary, true);
+		proxy_drop_all(lc->ep_primary);
+	}
+	snprintf(port, sizeof port, "%d", best->port);
+	if (rconn_command(p->conn, 15000, switchover_started, lc,
+	    "FAILOVER TO %s %s TIMEOUT 10000", lc->ctx->conf->local.bind,
+	    port) != 0)
+		switchover_started(NULL, NULL, "primary connection lost", lc);
+}
+
+/*
+ * Parameters Redis cannot change live: restart nodes one at a time,
+ * replicas first, each only once the whole group is in sync again, then
+ * move the primary role away from the last node and restart it too. Waits
+ * for the maintenance window unless the spec says apply_immediately.
+ */
+void
+lmon_rolling_restart(struct lcluster *lc)
+{
+	struct lnode	*p = lcluster_primary(lc), *n, *next = NULL;
+	char		 w[40];
+	size_t		 i, left = 0;
+
+	if (!lc->restart_pending || lc->promoting || p == NULL)
+		return;
+	if (!lc->apply_immediately &&
+	    !window_contains(&lc->maintenance_window, clock_wall_s())) {
+		if (lc->message == NULL ||
+		    strstr(lc->message, "maintenance window") == NULL) {
+			window_format(&lc->maintenance_window, w, sizeof w);
+			free(lc->message);
+			xasprintf(&lc->message, "restart for new parameters "
+			    "waits for the maintenance window %s", w);
+			lcluster_changed(lc);
+		}
+		return;
+	}
+	for (i = 0; i < lc->nnodes; i++) {
+		n = lc->nodes[i];
+		if (n->restarting)
+			return;		/* one at a time */
+		if (!lnode_up(n) || (n != p && (!n->synced_once ||
+		    !n->link_up)))
+			return;		/* wait until all is in sync */
+		if (n->needs_restart) {
+			left++;
+			if (n != p && next == NULL)
+				next = n;
+		}
+	}
+	if (left == 0) {
+		char *cause = NULL;
+
+		lc->restart_pending = false;
+		free(lc->message);
+		lc->message = xstrdup("rolling restart done");
+		log_cluster(LOG_LEVEL_NOTICE, lc->name, "rolling restart done");
+		if (lstate_save(lc, &cause) != 0) {
+			log_cluster(LOG_LEVEL_WARNING, lc->name, "%s", cause);
+			free(cause);
+		}
+		lcluster_changed(lc);
+		return;
+	}
+	if (next == NULL) {
+		/* Only the primary is left. */
+		if (lc->nnodes > 1) {
+			switchover(lc, p);
+			return;
+		}
+		next = p;
+	}
+	log_cluster(LOG_LEVEL_NOTICE, lc->name, "rolling restart: restarting "
+	    "%s %s (%zu left)", next == p ? "primary" : "replica", next->id,
+	    left);
+	next->restarting = true;
+	free(lc->message);
+	xasprintf(&lc->message, "rolling restart: restarting %s", next->id);
+	kill(next->pid, SIGTERM);
+	lcluster_changed(lc);
 }

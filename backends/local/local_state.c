@@ -72,9 +72,10 @@ lstate_save(struct lcluster *lc, char **cause)
 
 	nodes = json_array();
 	for (i = 0; i < lc->nnodes; i++)
-		json_array_append_new(nodes, json_pack("{s:s, s:i, s:s?}",
+		json_array_append_new(nodes, json_pack("{s:s, s:i, s:s?, s:b}",
 		    "id", lc->nodes[i]->id, "port", lc->nodes[i]->port,
-		    "run_id", lc->nodes[i]->run_id));
+		    "run_id", lc->nodes[i]->run_id, "needs_restart",
+		    lc->nodes[i]->needs_restart));
 	params = json_object();
 	for (i = 0; i < lc->parameters.n; i++)
 		json_object_set_new(params, lc->parameters.keys[i],
@@ -87,6 +88,13 @@ lstate_save(struct lcluster *lc, char **cause)
 	    pers_names[lc->persistence], "parameters", params,
 	    "auth_token_file", lc->token_file, "failovers", lc->failovers,
 	    "created", lc->created);
+	json_object_set_new(j, "restart_pending",
+	    json_boolean(lc->restart_pending));
+	json_object_set_new(j, "apply_immediately",
+	    json_boolean(lc->apply_immediately));
+	json_object_set_new(j, "maintenance_window", json_pack("{s:i, s:i}",
+	    "start", lc->maintenance_window.start, "len",
+	    lc->maintenance_window.len));
 	txt = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
 	json_decref(j);
 	path = state_path(lc);
@@ -131,6 +139,8 @@ lstate_load(struct lcluster *lc, char **cause)
 		    json_object_get(v, "port")));
 		if ((s = json_string_value(json_object_get(v, "run_id"))))
 			n->run_id = xstrdup(s);
+		n->needs_restart = json_is_true(json_object_get(v,
+		    "needs_restart"));
 		lc->nodes = xreallocarray(lc->nodes, lc->nnodes + 1,
 		    sizeof *lc->nodes);
 		lc->nodes[lc->nnodes++] = n;
@@ -157,6 +167,16 @@ lstate_load(struct lcluster *lc, char **cause)
 	lc->failovers = (int)json_integer_value(json_object_get(j,
 	    "failovers"));
 	lc->created = json_is_true(json_object_get(j, "created"));
+	lc->restart_pending = json_is_true(json_object_get(j,
+	    "restart_pending"));
+	lc->apply_immediately = json_is_true(json_object_get(j,
+	    "apply_immediately"));
+	v = json_object_get(j, "maintenance_window");
+	lc->maintenance_window.weekly = true;
+	lc->maintenance_window.start = (int)json_integer_value(
+	    json_object_get(v, "start"));
+	lc->maintenance_window.len = (int)json_integer_value(
+	    json_object_get(v, "len"));
 	json_decref(j);
 	lc->exists = true;
 	return 0;

@@ -309,6 +309,84 @@ class LocalTest(DaemonTest):
                     self.assertEqual(os.stat(os.path.join(root, fn))
                                      .st_mode & 0o077, 0)
 
+    def test_live_parameter_change(self):
+        d = self.start()
+        d.write("web.yaml", self.group(size=2))
+        st = self.wait_available(d, nodes=2)
+        pids = sorted(n["pid"] for n in st["endpoints"]["nodes"])
+        d.write("web.yaml", self.group(size=2, extra="parameters: "
+                                       "{maxmemory-policy: allkeys-lru}\n"))
+        for n in st["endpoints"]["nodes"]:
+            port = int(n["address"].split(":")[1])
+            with Client(port=port) as c:
+                wait_for(lambda: c.call("CONFIG", "GET", "maxmemory-policy")
+                         [1] == "allkeys-lru", what="policy on " + n["id"])
+        st = self.wait_available(d, nodes=2)
+        self.assertEqual(sorted(n["pid"] for n in st["endpoints"]["nodes"]),
+                         pids)
+        # A setting Redis refuses is reported and never written to a
+        # config (the node could not start again).
+        d.write("web.yaml", self.group(size=2, extra="parameters: "
+                                       "{maxmemory-policy: sometimes}\n"))
+        err = wait_for(lambda: d.status("web")["last_error"],
+                       what="rejection reported")
+        self.assertIn("parameter maxmemory-policy=sometimes rejected by "
+                      "redis-server", err)
+        conf = os.path.join(d.state, "local", "web", "n1", "redis.conf")
+        with open(conf) as f:
+            self.assertNotIn("sometimes", f.read())
+
+    def test_immutable_parameter_rolling_restart(self):
+        d = self.start()
+        d.write("web.yaml", self.group(size=3, extra="apply_immediately: "
+                                       "true\n"))
+        st = self.wait_available(d, nodes=3)
+        before = {n["id"]: n["pid"] for n in st["endpoints"]["nodes"]}
+        old_primary = self.node(st, "primary")[0]["id"]
+        for i in range(200):
+            self.write_until_ok("r%d" % i, str(i))
+        d.write("web.yaml", self.group(size=3, extra="apply_immediately: "
+                                       "true\nparameters: {databases: "
+                                       "\"32\"}\n"))
+        d.wait_log("rolling restart done", timeout=60)
+        st = self.wait_available(d, nodes=3)
+        after = {n["id"]: n["pid"] for n in st["endpoints"]["nodes"]}
+        for nid, pid in before.items():
+            self.assertNotEqual(after[nid], pid, "%s not restarted" % nid)
+        self.assertNotEqual(self.node(st, "primary")[0]["id"], old_primary)
+        self.assertIn("controlled failover", d.log())
+        with self.endpoint() as c:
+            self.assertEqual(c.call("CONFIG", "GET", "databases")[1], "32")
+            for i in range(200):
+                self.assertEqual(c.call("GET", "r%d" % i), str(i))
+        # One at a time: the log shows the order, replicas first.
+        log = d.log()
+        restarts = [l for l in log.splitlines() if "notice: cluster web: "
+                    "rolling restart: restarting" in l]
+        self.assertEqual(len(restarts), 3, restarts)
+        self.assertTrue(all("replica" in l for l in restarts), restarts)
+
+    def test_restart_waits_for_maintenance_window(self):
+        # A window three days from now.
+        day = (time.gmtime().tm_wday + 1 + 3) % 7   # tm_wday: mon=0
+        names = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
+        win = "%s:03:00-%s:04:00" % (names[day], names[day])
+        d = self.start()
+        extra = 'maintenance_window: "%s"\nsnapshot_window: "05:00-06:00"\n' \
+            % win
+        d.write("web.yaml", self.group(size=2, extra=extra))
+        st = self.wait_available(d, nodes=2)
+        pids = sorted(n["pid"] for n in st["endpoints"]["nodes"])
+        d.write("web.yaml", self.group(size=2, extra=extra +
+                                       'parameters: {databases: "20"}\n'))
+        wait_for(lambda: "waits for the maintenance window %s" % win in
+                 (d.status("web")["message"] or ""), timeout=15,
+                 what="deferral in status")
+        time.sleep(1)
+        st = d.status("web")
+        self.assertEqual(sorted(n["pid"] for n in st["endpoints"]["nodes"]),
+                         pids)
+
     def test_engine_version_mismatch_is_refused(self):
         d = self.start()
         d.write("web.yaml", self.group(size=2, extra='engine_version: '
