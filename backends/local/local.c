@@ -93,6 +93,8 @@ finish(struct lcluster *lc, int error, char *msg)
 }
 
 static void	observe_fire(evutil_socket_t, short, void *);
+static void	param_deadline(evutil_socket_t, short, void *);
+static void	param_free(struct param_op *);
 
 static void *
 local_attach(const struct backend_env *env, const char *name)
@@ -106,6 +108,7 @@ local_attach(const struct backend_env *env, const char *name)
 	xasprintf(&lc->dir, "%s/%s", env->conf->local.data_dir, name);
 	lc->done_ev = evtimer_new(env->base, finish_fire, lc);
 	lc->obs_ev = evtimer_new(env->base, observe_fire, lc);
+	lc->param_ev = evtimer_new(env->base, param_deadline, lc);
 	if (lstate_load(lc, &cause) != 0) {
 		log_cluster(LOG_LEVEL_WARNING, name, "%s", cause);
 		free(cause);
@@ -149,6 +152,8 @@ local_detach(void *arg)
 		event_free(lc->copy_ev);
 	event_free(lc->done_ev);
 	event_free(lc->obs_ev);
+	event_free(lc->param_ev);
+	param_free(lc->param);
 	for (i = 0; i < lc->nnodes; i++)
 		lnode_free(lc->nodes[i]);
 	free(lc->nodes);
@@ -159,6 +164,8 @@ local_detach(void *arg)
 	kvlist_free(&lc->parameters);
 	free(lc->primary);
 	free(lc->switch_to);
+	free(lc->promote_id);
+	free(lc->promote_old);
 	free(lc->token_file);
 	free(lc->message);
 	free(lc->done_msg);
@@ -432,11 +439,8 @@ static void
 config_set_done(struct rconn *rc, struct redisReply *reply, const char *err,
     void *arg)
 {
-	char	*what = arg;
-
 	if (reply == NULL || reply->type == REDIS_REPLY_ERROR)
-		log_debug("CONFIG SET %s: %s", what, reply ? reply->str : err);
-	free(what);
+		log_debug("CONFIG SET: %s", reply ? reply->str : err);
 }
 
 /* CONFIG SET on every node that answers; configs follow on restarts. */
@@ -448,13 +452,18 @@ config_set_all(struct lcluster *lc, const char *key, const char *value)
 	for (i = 0; i < lc->nnodes; i++)
 		if (lnode_up(lc->nodes[i]))
 			rconn_command(lc->nodes[i]->conn, LOCAL_PING_TIMEOUT_MS,
-			    config_set_done, xstrdup(key), "CONFIG SET %s %s",
+			    config_set_done, NULL, "CONFIG SET %s %s",
 			    key, value);
 }
 
-/* A parameter change in flight: CONFIG SET on every node that answers. */
+/*
+ * A parameter change in flight: CONFIG SET on every node that answers. It
+ * lives in the cluster (one step at a time) and has a deadline, because a
+ * node connection freed meanwhile never calls back.
+ */
+#define PARAM_DEADLINE_MS	(3 * LOCAL_PING_TIMEOUT_MS)
+
 struct param_op {
-	struct lcluster	*lc;
 	char		*key;
 	char		*value;
 	int		 pending;
@@ -478,25 +487,26 @@ param_apply(struct lcluster *lc, const char *key, const char *value)
 }
 
 static void
-param_done(struct rconn *rc, struct redisReply *reply, const char *err,
-    void *arg)
+param_free(struct param_op *op)
 {
-	struct param_op	*op = arg;
-	struct lcluster	*lc = op->lc;
+	if (op == NULL)
+		return;
+	free(op->key);
+	free(op->value);
+	free(op->error);
+	free(op);
+}
+
+static void
+param_finish(struct lcluster *lc)
+{
+	struct param_op	*op = lc->param;
 	char		*cause = NULL, *msg = NULL;
 	int		 r = 0;
+	size_t		 i;
 
-	if (reply == NULL && op->error == NULL)
-		xasprintf(&op->error, "%s", err);
-	else if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
-		/* Redis 7: "... can't set immutable config". */
-		if (strstr(reply->str, "immutable") != NULL)
-			op->immutable = true;
-		else if (op->error == NULL)
-			op->error = xstrdup(reply->str);
-	}
-	if (--op->pending > 0)
-		return;
+	lc->param = NULL;
+	evtimer_del(lc->param_ev);
 	if (op->error != NULL) {
 		/* Never write a setting Redis refuses into a config: the node
 		 * would not start again. */
@@ -506,8 +516,6 @@ param_done(struct rconn *rc, struct redisReply *reply, const char *err,
 	} else {
 		param_apply(lc, op->key, op->value);
 		if (op->immutable) {
-			size_t i;
-
 			lc->restart_pending = true;
 			for (i = 0; i < lc->nnodes; i++)
 				lc->nodes[i]->needs_restart = true;
@@ -519,17 +527,49 @@ param_done(struct rconn *rc, struct redisReply *reply, const char *err,
 			msg = cause;
 		lcluster_changed(lc);
 	}
-	free(op->key);
-	free(op->value);
-	free(op->error);
-	free(op);
+	param_free(op);
 	finish(lc, r, msg);
+}
+
+static void
+param_deadline(evutil_socket_t fd, short ev, void *arg)
+{
+	struct lcluster	*lc = arg;
+
+	if (lc->param == NULL)
+		return;
+	if (lc->param->error == NULL)
+		lc->param->error = xstrdup("a node connection was lost");
+	param_finish(lc);
+}
+
+static void
+param_done(struct rconn *rc, struct redisReply *reply, const char *err,
+    void *arg)
+{
+	struct lcluster	*lc = arg;
+	struct param_op	*op = lc->param;
+
+	if (op == NULL)
+		return;		/* finished by its deadline */
+	if (reply == NULL && op->error == NULL)
+		xasprintf(&op->error, "%s", err);
+	else if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
+		/* Redis 7: "... can't set immutable config". */
+		if (strstr(reply->str, "immutable") != NULL)
+			op->immutable = true;
+		else if (op->error == NULL)
+			op->error = xstrdup(reply->str);
+	}
+	if (--op->pending == 0)
+		param_finish(lc);
 }
 
 static int
 step_params(struct lcluster *lc, const struct change *c, char **cause)
 {
 	struct param_op	*op;
+	struct timeval	 tv = { 0, PARAM_DEADLINE_MS * 1000 };
 	size_t		 i;
 	int		 up = 0;
 
@@ -542,18 +582,19 @@ step_params(struct lcluster *lc, const struct change *c, char **cause)
 		return -EAGAIN;
 	}
 	op = xcalloc(1, sizeof *op);
-	op->lc = lc;
 	op->key = xstrdup(c->field);
 	op->value = xstrdup(c->to);
 	op->pending = up;
-	for (i = 0; i < lc->nnodes; i++) {
+	lc->param = op;
+	evtimer_add(lc->param_ev, &tv);
+	for (i = 0; i < lc->nnodes && lc->param == op; i++) {
 		if (!lnode_up(lc->nodes[i]))
 			continue;
 		if (rconn_command(lc->nodes[i]->conn, LOCAL_PING_TIMEOUT_MS,
-		    param_done, op, "CONFIG SET %s %s", c->field, c->to) != 0)
-			param_done(NULL, NULL, "connection lost", op);
+		    param_done, lc, "CONFIG SET %s %s", c->field, c->to) != 0)
+			param_done(NULL, NULL, "connection lost", lc);
 	}
-	return 1;	/* completes in param_done */
+	return 1;	/* completes in param_done or param_deadline */
 }
 
 /*

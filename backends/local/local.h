@@ -38,6 +38,7 @@ struct local_ctx {
 };
 
 struct lnode {
+	struct lcluster	*lc;
 	char		*id;		/* "n1", "n2", ... never reused */
 	int		 port;
 	pid_t		 pid;
@@ -93,6 +94,10 @@ struct lcluster {
 	unsigned int		 ticks;
 	bool			 promoting;
 	char			*switch_to;	/* controlled failover target */
+	char			*promote_id;	/* failover in flight */
+	char			*promote_old;
+	struct param_op		*param;		/* parameter change in flight */
+	struct event		*param_ev;	/* its deadline */
 	uint64_t		 failover_started_ms;
 	char			*message;	/* last notable event */
 	struct event		*done_ev;	/* deferred completion */

@@ -123,29 +123,19 @@ node_down(struct lcluster *lc, struct lnode *n)
 	n->ping_busy = n->info_busy = n->fixing_role = false;
 }
 
-struct node_cmd {
-	struct lcluster	*lc;
-	char		*id;	/* the node may be gone by the reply */
-};
-
-static struct node_cmd *
-node_cmd(struct lcluster *lc, struct lnode *n)
-{
-	struct node_cmd	*c = xmalloc(sizeof *c);
-
-	c->lc = lc;
-	c->id = xstrdup(n->id);
-	return c;
-}
+/*
+ * Commands to a node pass the node itself as the callback argument: the
+ * node owns its connection and frees it first, and rconn never calls back
+ * after a free, so a reply can never reach a node that is gone.
+ */
+#define node_cmd(lc, n)	(n)
 
 static struct lnode *
-node_cmd_done(struct node_cmd *c, struct lcluster **lcp)
+node_cmd_done(void *arg, struct lcluster **lcp)
 {
-	struct lnode	*n = lcluster_node(c->lc, c->id);
+	struct lnode	*n = arg;
 
-	*lcp = c->lc;
-	free(c->id);
-	free(c);
+	*lcp = n->lc;
 	return n;
 }
 
@@ -362,27 +352,21 @@ node_check(struct lcluster *lc, struct lnode *n, bool info)
 	}
 }
 
-struct promote {
-	struct lcluster	*lc;
-	char		*id;
-	char		*old;
-};
-
 static void
 promoted(struct rconn *rc, struct redisReply *reply, const char *err,
     void *arg)
 {
-	struct promote	*pr = arg;
-	struct lcluster	*lc = pr->lc;
-	struct lnode	*n = lcluster_node(lc, pr->id), *o;
-	char		*cause = NULL, port[16];
+	struct lcluster	*lc = arg;
+	struct lnode	*n = lcluster_node(lc, lc->promote_id), *o;
+	char		*cause = NULL, port[16], *old = lc->promote_old;
 	size_t		 i;
 	uint64_t	 took;
 
 	lc->promoting = false;
+	lc->promote_old = NULL;
 	if (n == NULL || reply == NULL || reply->type == REDIS_REPLY_ERROR) {
 		log_cluster(LOG_LEVEL_WARNING, lc->name, "promoting %s failed: "
-		    "%s, will retry", pr->id, reply ? reply->str : err);
+		    "%s, will retry", lc->promote_id, reply ? reply->str : err);
 		ep_pause(lc, false);
 		goto out;
 	}
@@ -398,31 +382,31 @@ promoted(struct rconn *rc, struct redisReply *reply, const char *err,
 	took = clock_mono_ms() - lc->failover_started_ms;
 	log_cluster(LOG_LEVEL_NOTICE, lc->name, "failover: %s promoted to "
 	    "primary in place of %s (%llu ms since the primary stopped "
-	    "answering)", n->id, pr->old, (unsigned long long)took);
+	    "answering)", n->id, old, (unsigned long long)took);
 	free(lc->message);
 	xasprintf(&lc->message, "failover %d: %s replaced %s as primary",
-	    lc->failovers, n->id, pr->old);
+	    lc->failovers, n->id, old);
 	lcluster_changed(lc);
 	snprintf(port, sizeof port, "%d", n->port);
 	for (i = 0; i < lc->nnodes; i++) {
 		o = lc->nodes[i];
 		if (o == n || !lnode_up(o))
 			continue;
-		rconn_command(o->conn, LOCAL_PING_TIMEOUT_MS, role_fixed,
-		    node_cmd(lc, o), "REPLICAOF %s %s",
-		    lc->ctx->conf->local.bind, port);
+		o->fixing_role = true;
+		rconn_command(o->conn, LOCAL_PING_TIMEOUT_MS, role_fixed, o,
+		    "REPLICAOF %s %s", lc->ctx->conf->local.bind, port);
 	}
 	/* A dead old primary comes back as a replica of the new one. */
-	if ((o = lcluster_node(lc, pr->old)) != NULL &&
+	if ((o = lcluster_node(lc, old)) != NULL &&
 	    !node_pid_alive(o->pid) && lnode_start(lc, o, &cause) != 0) {
 		log_cluster(LOG_LEVEL_WARNING, lc->name, "cannot restart %s: "
 		    "%s", o->id, cause);
 		free(cause);
 	}
 out:
-	free(pr->id);
-	free(pr->old);
-	free(pr);
+	free(old);
+	free(lc->promote_id);
+	lc->promote_id = NULL;
 }
 
 /* The primary has been unreachable for failover_after. */
@@ -430,7 +414,6 @@ static void
 primary_lost(struct lcluster *lc, struct lnode *p)
 {
 	struct lnode	*best = NULL, *n;
-	struct promote	*pr;
 	char		*cause = NULL;
 	size_t		 i;
 
@@ -478,18 +461,13 @@ primary_lost(struct lcluster *lc, struct lnode *p)
 	    "%llu ms; promoting %s (offset %lld)", p->id,
 	    (unsigned long long)(clock_mono_ms() - p->down_since_ms), best->id,
 	    best->offset);
-	pr = xcalloc(1, sizeof *pr);
-	pr->lc = lc;
-	pr->id = xstrdup(best->id);
-	pr->old = xstrdup(p->id);
-	if (rconn_command(best->conn, LOCAL_PING_TIMEOUT_MS, promoted, pr,
-	    "REPLICAOF NO ONE") != 0) {
-		lc->promoting = false;
-		ep_pause(lc, false);
-		free(pr->id);
-		free(pr->old);
-		free(pr);
-	}
+	free(lc->promote_id);
+	free(lc->promote_old);
+	lc->promote_id = xstrdup(best->id);
+	lc->promote_old = xstrdup(p->id);
+	if (rconn_command(best->conn, LOCAL_PING_TIMEOUT_MS, promoted, lc,
+	    "REPLICAOF NO ONE") != 0)
+		promoted(NULL, NULL, "connection lost", lc);
 }
 
 static void

@@ -30,6 +30,7 @@ lnode_new(struct lcluster *lc, const char *id, int port)
 	struct lnode	*n = xcalloc(1, sizeof *n);
 	char		*sockdir;
 
+	n->lc = lc;
 	n->id = xstrdup(id);
 	n->port = port;
 	xasprintf(&n->dir, "%s/%s", lc->dir, id);
