@@ -94,6 +94,9 @@ struct lcluster {
 	unsigned int		 ticks;
 	bool			 promoting;
 	char			*switch_to;	/* controlled failover target */
+	bool			 electing;	/* asking replicas' offsets */
+	int			 elect_pending;
+	struct event		*elect_ev;
 	char			*promote_id;	/* failover in flight */
 	char			*promote_old;
 	struct param_op		*param;		/* parameter change in flight */

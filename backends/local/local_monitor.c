@@ -409,6 +409,103 @@ out:
 	lc->promote_id = NULL;
 }
 
+/* Promote best in place of the lost primary p. */
+static void
+promote(struct lcluster *lc, struct lnode *p, struct lnode *best)
+{
+	log_cluster(LOG_LEVEL_NOTICE, lc->name, "primary %s unreachable for "
+	    "%llu ms; promoting %s (offset %lld)", p->id,
+	    (unsigned long long)(clock_mono_ms() - p->down_since_ms), best->id,
+	    best->offset);
+	free(lc->promote_id);
+	free(lc->promote_old);
+	lc->promote_id = xstrdup(best->id);
+	lc->promote_old = xstrdup(p->id);
+	if (rconn_command(best->conn, LOCAL_PING_TIMEOUT_MS, promoted, lc,
+	    "REPLICAOF NO ONE") != 0)
+		promoted(NULL, NULL, "connection lost", lc);
+}
+
+/* Every candidate answered its INFO, or the deadline passed: choose. */
+static void
+elect_finish(struct lcluster *lc)
+{
+	struct lnode	*p = lcluster_primary(lc), *best = NULL, *n;
+	size_t		 i;
+
+	if (!lc->electing)
+		return;
+	lc->electing = false;
+	evtimer_del(lc->elect_ev);
+	for (i = 0; p != NULL && i < lc->nnodes; i++) {
+		n = lc->nodes[i];
+		if (n == p || !lnode_up(n) || !n->synced_once)
+			continue;
+		if (best == NULL || n->offset > best->offset)
+			best = n;
+	}
+	if (p == NULL || best == NULL) {
+		lc->promoting = false;
+		ep_pause(lc, false);
+		return;
+	}
+	promote(lc, p, best);
+}
+
+static void
+elect_deadline(evutil_socket_t fd, short ev, void *arg)
+{
+	elect_finish(arg);
+}
+
+static void
+elect_reply(struct rconn *rc, struct redisReply *reply, const char *err,
+    void *arg)
+{
+	struct lnode	*n = arg;
+	struct lcluster	*lc = n->lc;
+
+	if (reply != NULL && reply->type == REDIS_REPLY_STRING)
+		n->offset = info_ll(reply->str, "slave_repl_offset:");
+	if (lc->electing && --lc->elect_pending == 0)
+		elect_finish(lc);
+}
+
+/*
+ * Offsets from the last periodic INFO can be most of a second old: ask
+ * every candidate again so the replica that has the most data wins. The
+ * endpoint is closed from here on: the old primary gets no more writes.
+ */
+static void
+elect_start(struct lcluster *lc, struct lnode *p)
+{
+	struct timeval	 tv = { 0, 3 * LOCAL_PING_TIMEOUT_MS / 2 * 1000 };
+	struct lnode	*n;
+	size_t		 i;
+
+	lc->promoting = true;
+	lc->electing = true;
+	lc->elect_pending = 1;	/* held until every INFO is sent */
+	lc->failover_started_ms = p->down_since_ms;
+	ep_pause(lc, true);
+	if (lc->ep_primary != NULL)
+		proxy_drop_all(lc->ep_primary);
+	if (lc->elect_ev == NULL)
+		lc->elect_ev = evtimer_new(lc->ctx->base, elect_deadline, lc);
+	evtimer_add(lc->elect_ev, &tv);
+	for (i = 0; i < lc->nnodes; i++) {
+		n = lc->nodes[i];
+		if (n == p || !lnode_up(n) || !n->synced_once)
+			continue;
+		lc->elect_pending++;
+		if (rconn_command(n->conn, LOCAL_PING_TIMEOUT_MS, elect_reply, n,
+		    "INFO replication") != 0)
+			lc->elect_pending--;
+	}
+	if (--lc->elect_pending == 0)
+		elect_finish(lc);
+}
+
 /* The primary has been unreachable for failover_after. */
 static void
 primary_lost(struct lcluster *lc, struct lnode *p)
@@ -438,36 +535,19 @@ primary_lost(struct lcluster *lc, struct lnode *p)
 		if (best == NULL || n->offset > best->offset)
 			best = n;
 	}
-	if (best == NULL) {
-		if (!node_pid_alive(p->pid)) {
-			log_cluster(LOG_LEVEL_WARNING, lc->name, "primary %s is "
-			    "gone and no replica can take over: restarting it",
-			    p->id);
-			if (lnode_start(lc, p, &cause) != 0) {
-				log_cluster(LOG_LEVEL_WARNING, lc->name,
-				    "cannot restart %s: %s", p->id, cause);
-				free(cause);
-			}
-		}
+	if (best != NULL) {
+		elect_start(lc, p);
 		return;
 	}
-	lc->promoting = true;
-	lc->failover_started_ms = p->down_since_ms;
-	/* Never two primaries behind the endpoint: close it first. */
-	ep_pause(lc, true);
-	if (lc->ep_primary != NULL)
-		proxy_drop_all(lc->ep_primary);
-	log_cluster(LOG_LEVEL_NOTICE, lc->name, "primary %s unreachable for "
-	    "%llu ms; promoting %s (offset %lld)", p->id,
-	    (unsigned long long)(clock_mono_ms() - p->down_since_ms), best->id,
-	    best->offset);
-	free(lc->promote_id);
-	free(lc->promote_old);
-	lc->promote_id = xstrdup(best->id);
-	lc->promote_old = xstrdup(p->id);
-	if (rconn_command(best->conn, LOCAL_PING_TIMEOUT_MS, promoted, lc,
-	    "REPLICAOF NO ONE") != 0)
-		promoted(NULL, NULL, "connection lost", lc);
+	if (!node_pid_alive(p->pid)) {
+		log_cluster(LOG_LEVEL_WARNING, lc->name, "primary %s is gone and "
+		    "no replica can take over: restarting it", p->id);
+		if (lnode_start(lc, p, &cause) != 0) {
+			log_cluster(LOG_LEVEL_WARNING, lc->name, "cannot restart "
+			    "%s: %s", p->id, cause);
+			free(cause);
+		}
+	}
 }
 
 static void
@@ -529,6 +609,11 @@ lmon_stop(struct lcluster *lc)
 		event_free(lc->tick);
 		lc->tick = NULL;
 	}
+	if (lc->elect_ev != NULL) {
+		event_free(lc->elect_ev);
+		lc->elect_ev = NULL;
+	}
+	lc->electing = false;
 	for (i = 0; i < lc->nnodes; i++) {
 		if (lc->nodes[i]->conn != NULL) {
 			rconn_free(lc->nodes[i]->conn);

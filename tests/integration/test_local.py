@@ -144,6 +144,11 @@ class LocalTest(DaemonTest):
         d.write("web.yaml", self.group(size=3))
         st = self.wait_available(d, nodes=3)
         self.write_until_ok("before", "1")
+        # Replication is asynchronous: a write acknowledged by the primary
+        # alone can be lost in a failover (docs/RELIABILITY.md). WAIT for
+        # both replicas, then this one must survive.
+        with self.endpoint() as c:
+            self.assertEqual(c.call("WAIT", 2, 5000), 2)
         old = self.node(st, "primary")[0]
         os.kill(old["pid"], sig)
         t0 = time.monotonic()
