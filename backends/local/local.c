@@ -204,9 +204,11 @@ observed_state(struct lcluster *lc)
 		n = lc->nodes[i];
 		if (n == p)
 			continue;
-		if (!n->synced_once)
+		/* A new replica's first sync is the change being made; a
+		 * restarted one resyncing is damage being repaired. */
+		if (!n->synced_once && n->added)
 			syncing = true;
-		else if (!lnode_up(n) || !n->link_up)
+		else if (!n->synced_once || !lnode_up(n) || !n->link_up)
 			down = true;
 	}
 	if (!lc->created)
@@ -220,6 +222,30 @@ observed_state(struct lcluster *lc)
 	if (lc->promoting || down)
 		return OBS_DEGRADED;
 	return OBS_AVAILABLE;
+}
+
+/* Say which nodes are the trouble. */
+static char *
+degraded_message(struct lcluster *lc)
+{
+	struct lnode	*p = lcluster_primary(lc), *n;
+	struct strbuf	 sb;
+	size_t		 i;
+
+	strbuf_init(&sb);
+	if (lc->promoting)
+		strbuf_puts(&sb, "failover in progress");
+	for (i = 0; i < lc->nnodes; i++) {
+		n = lc->nodes[i];
+		if (lnode_up(n) && (n == p || (n->synced_once && n->link_up)))
+			continue;
+		strbuf_printf(&sb, "%s%s %s %s", sb.len ? "; " : "",
+		    n == p ? "primary" : "replica", n->id, !lnode_up(n) ?
+		    "not answering" : "resyncing");
+	}
+	if (sb.len == 0)
+		strbuf_puts(&sb, "degraded");
+	return strbuf_detach(&sb);
 }
 
 static void
@@ -259,7 +285,9 @@ observe_fire(evutil_socket_t fd, short ev, void *arg)
 		kvlist_add(&o->parameters, lc->parameters.keys[i],
 		    lc->parameters.values[i]);
 	o->endpoints = lmon_endpoints(lc);
-	if (lc->message != NULL)
+	if (o->state == OBS_DEGRADED)
+		o->message = degraded_message(lc);
+	else if (lc->message != NULL)
 		o->message = xstrdup(lc->message);
 	cb(lc->cbarg, 0, NULL, o);
 }
@@ -326,6 +354,7 @@ add_node(struct lcluster *lc, char **cause)
 		return NULL;
 	snprintf(id, sizeof id, "n%d", ++lc->next_seq);
 	n = lnode_new(lc, id, port);
+	n->added = true;
 	lc->nodes = xreallocarray(lc->nodes, lc->nnodes + 1, sizeof *lc->nodes);
 	lc->nodes[lc->nnodes++] = n;
 	return n;

@@ -59,6 +59,7 @@ struct lnode {
 	uint64_t	 started_ms;	/* when we last started it */
 	bool		 needs_restart;	/* a parameter it can only take so */
 	bool		 restarting;	/* stopped by us, start it again */
+	bool		 added;		/* new by scaling, not yet synced */
 };
 
 struct lcluster {
@@ -97,6 +98,7 @@ struct lcluster {
 	bool			 electing;	/* asking replicas' offsets */
 	int			 elect_pending;
 	struct event		*elect_ev;
+	struct event		*failover_ev;	/* failover_after is up */
 	char			*promote_id;	/* failover in flight */
 	char			*promote_old;
 	struct param_op		*param;		/* parameter change in flight */

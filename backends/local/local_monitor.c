@@ -294,6 +294,7 @@ info_done(struct rconn *rc, struct redisReply *reply, const char *err,
 			lcluster_changed(lc);
 		if (n->link_up && !n->synced_once) {
 			n->synced_once = true;
+			n->added = false;
 			log_cluster(LOG_LEVEL_INFO, lc->name, "node %s finished "
 			    "its first sync", n->id);
 			lcluster_changed(lc);
@@ -550,6 +551,42 @@ primary_lost(struct lcluster *lc, struct lnode *p)
 	}
 }
 
+static void	failover_check(struct lcluster *);
+
+static void
+failover_due(evutil_socket_t fd, short ev, void *arg)
+{
+	failover_check(arg);
+}
+
+/*
+ * Fail over once the primary has been down for failover_after: exactly
+ * then, with a one-shot timer, rather than at the next tick after it.
+ */
+static void
+failover_check(struct lcluster *lc)
+{
+	struct lnode	*p = lcluster_primary(lc);
+	uint64_t	 now = clock_mono_ms(), after, gone;
+	struct timeval	 tv;
+
+	if (p == NULL || p->down_since_ms == 0 || lc->promoting ||
+	    p->restarting)
+		return;
+	after = lc->ctx->conf->local.failover_after_ms;
+	/* down_since may be a hair later than a "now" read before it. */
+	gone = now > p->down_since_ms ? now - p->down_since_ms : 0;
+	if (gone >= after) {
+		primary_lost(lc, p);
+		return;
+	}
+	if (lc->failover_ev == NULL)
+		lc->failover_ev = evtimer_new(lc->ctx->base, failover_due, lc);
+	tv.tv_sec = (time_t)((after - gone) / 1000);
+	tv.tv_usec = (suseconds_t)((after - gone) % 1000) * 1000;
+	evtimer_add(lc->failover_ev, &tv);
+}
+
 static void
 lmon_tick(evutil_socket_t fd, short ev, void *arg)
 {
@@ -557,17 +594,13 @@ lmon_tick(evutil_socket_t fd, short ev, void *arg)
 	struct lnode	*p;
 	bool		 info;
 	size_t		 i;
-	uint64_t	 now = clock_mono_ms();
 
 	info = lc->ticks++ % LOCAL_INFO_EVERY == 0;
 	for (i = 0; i < lc->nnodes; i++)
 		node_check(lc, lc->nodes[i], info);
 	lmon_rolling_restart(lc);
+	failover_check(lc);
 	p = lcluster_primary(lc);
-	if (p != NULL && p->down_since_ms != 0 && !lc->promoting &&
-	    !p->restarting &&
-	    now - p->down_since_ms >= lc->ctx->conf->local.failover_after_ms)
-		primary_lost(lc, p);
 	if (!lc->created && lc->nnodes > 0) {
 		bool all = true;
 		for (i = 0; i < lc->nnodes; i++)
@@ -612,6 +645,10 @@ lmon_stop(struct lcluster *lc)
 	if (lc->elect_ev != NULL) {
 		event_free(lc->elect_ev);
 		lc->elect_ev = NULL;
+	}
+	if (lc->failover_ev != NULL) {
+		event_free(lc->failover_ev);
+		lc->failover_ev = NULL;
 	}
 	lc->electing = false;
 	for (i = 0; i < lc->nnodes; i++) {
