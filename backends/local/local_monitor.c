@@ -410,6 +410,28 @@ out:
 	lc->promote_id = NULL;
 }
 
+/*
+ * The replica with the most data: answering, past its first sync (only
+ * then does it hold the data), highest replication offset. linked: also
+ * require a live link to the primary (for a planned switch).
+ */
+static struct lnode *
+best_replica(struct lcluster *lc, struct lnode *p, bool linked)
+{
+	struct lnode	*best = NULL, *n;
+	size_t		 i;
+
+	for (i = 0; i < lc->nnodes; i++) {
+		n = lc->nodes[i];
+		if (n == p || !lnode_up(n) || !n->synced_once ||
+		    (linked && !n->link_up))
+			continue;
+		if (best == NULL || n->offset > best->offset)
+			best = n;
+	}
+	return best;
+}
+
 /* Promote best in place of the lost primary p. */
 static void
 promote(struct lcluster *lc, struct lnode *p, struct lnode *best)
@@ -431,20 +453,13 @@ promote(struct lcluster *lc, struct lnode *p, struct lnode *best)
 static void
 elect_finish(struct lcluster *lc)
 {
-	struct lnode	*p = lcluster_primary(lc), *best = NULL, *n;
-	size_t		 i;
+	struct lnode	*p = lcluster_primary(lc), *best;
 
 	if (!lc->electing)
 		return;
 	lc->electing = false;
 	evtimer_del(lc->elect_ev);
-	for (i = 0; p != NULL && i < lc->nnodes; i++) {
-		n = lc->nodes[i];
-		if (n == p || !lnode_up(n) || !n->synced_once)
-			continue;
-		if (best == NULL || n->offset > best->offset)
-			best = n;
-	}
+	best = p != NULL ? best_replica(lc, p, false) : NULL;
 	if (p == NULL || best == NULL) {
 		lc->promoting = false;
 		ep_pause(lc, false);
@@ -511,9 +526,7 @@ elect_start(struct lcluster *lc, struct lnode *p)
 static void
 primary_lost(struct lcluster *lc, struct lnode *p)
 {
-	struct lnode	*best = NULL, *n;
 	char		*cause = NULL;
-	size_t		 i;
 
 	if (!lc->failover) {
 		if (!node_pid_alive(p->pid)) {
@@ -528,15 +541,7 @@ primary_lost(struct lcluster *lc, struct lnode *p)
 		}
 		return;
 	}
-	for (i = 0; i < lc->nnodes; i++) {
-		n = lc->nodes[i];
-		/* Only a replica that finished a first sync holds data. */
-		if (n == p || !lnode_up(n) || !n->synced_once)
-			continue;
-		if (best == NULL || n->offset > best->offset)
-			best = n;
-	}
-	if (best != NULL) {
+	if (best_replica(lc, p, false) != NULL) {
 		elect_start(lc, p);
 		return;
 	}
@@ -781,16 +786,9 @@ switchover_started(struct rconn *rc, struct redisReply *reply,
 static void
 switchover(struct lcluster *lc, struct lnode *p)
 {
-	struct lnode	*best = NULL, *n;
+	struct lnode	*best = best_replica(lc, p, true);
 	char		 port[16];
-	size_t		 i;
 
-	for (i = 0; i < lc->nnodes; i++) {
-		n = lc->nodes[i];
-		if (n != p && lnode_up(n) && n->link_up &&
-		    (best == NULL || n->offset > best->offset))
-			best = n;
-	}
 	if (best == NULL)
 		return;
 	log_cluster(LOG_LEVEL_NOTICE, lc->name, "rolling restart: moving the "
