@@ -19,6 +19,7 @@
 #include <arpa/inet.h>
 
 #include <errno.h>
+#include <stddef.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -664,18 +665,22 @@ lmon_stop(struct lcluster *lc)
 	}
 }
 
+/*
+ * Where the endpoints send a client: the node's unix socket. The daemon's
+ * own hop never needs TCP, which saves the kernel a loopback TCP stack
+ * traversal per request (about a fifth of the endpoint's cost).
+ */
 static void
 node_addr(struct lcluster *lc, struct lnode *n, struct sockaddr_storage *ss,
     socklen_t *len)
 {
-	struct sockaddr_in	*sin = (struct sockaddr_in *)ss;
+	struct sockaddr_un	*sun = (struct sockaddr_un *)ss;
 
 	memset(ss, 0, sizeof *ss);
-	sin->sin_family = AF_INET;
-	sin->sin_port = htons((uint16_t)n->port);
-	if (inet_pton(AF_INET, lc->ctx->conf->local.bind, &sin->sin_addr) != 1)
-		sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	*len = sizeof *sin;
+	sun->sun_family = AF_UNIX;
+	snprintf(sun->sun_path, sizeof sun->sun_path, "%s", n->sock);
+	*len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) +
+	    strlen(sun->sun_path) + 1);
 }
 
 static int
