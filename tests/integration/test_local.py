@@ -143,11 +143,12 @@ class LocalTest(DaemonTest):
         d = self.start(failover_after="1s")
         d.write("web.yaml", self.group(size=3))
         st = self.wait_available(d, nodes=3)
-        self.write_until_ok("before", "1")
         # Replication is asynchronous: a write acknowledged by the primary
-        # alone can be lost in a failover (docs/RELIABILITY.md). WAIT for
-        # both replicas, then this one must survive.
+        # alone can be lost in a failover. WAIT for both replicas, on the
+        # connection that wrote (WAIT only covers that client's own writes:
+        # on a new connection it returns at once), then it must survive.
         with self.endpoint() as c:
+            c.call("SET", "before", "1")
             self.assertEqual(c.call("WAIT", 2, 5000), 2)
         old = self.node(st, "primary")[0]
         os.kill(old["pid"], sig)
