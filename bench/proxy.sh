@@ -6,13 +6,13 @@
 #
 #   bench/proxy.sh [BUILDDIR]     (default: the current directory)
 #
-# Environment: REPEAT (default 3) runs of each, the median is reported;
+# Environment: REPEAT (default 5) runs of each, the median is reported;
 # N (200000) requests, C (50) clients.
 set -eu
 
 builddir=${1:-.}
 bin=$builddir/bench/proxy_bench
-repeat=${REPEAT:-3}
+repeat=${REPEAT:-5}
 n=${N:-200000}
 c=${C:-50}
 
@@ -26,8 +26,9 @@ done
 
 tmp=$(mktemp -d /tmp/ck-proxy-bench.XXXXXX)
 pids=""
+bench_pid=""
 cleanup() {
-	for pid in $pids; do
+	for pid in $bench_pid $pids; do
 		kill "$pid" 2>/dev/null || true
 		wait "$pid" 2>/dev/null || true
 	done
@@ -61,10 +62,15 @@ until grep -q '^port ' "$tmp/proxy.out" 2>/dev/null; do
 done
 pport=$(awk '/^port / { print $2; exit }' "$tmp/proxy.out")
 
-# One redis-benchmark run: "SET rps" and "GET rps" lines.
+# One redis-benchmark run: "SET rps" and "GET rps" lines. It runs in the
+# background so that a signal is handled at once, not after the run.
 run() {
 	redis-benchmark -h 127.0.0.1 -p "$1" -q -t set,get -n "$n" -c "$c" \
-	    -P "$2" | tr '\r' '\n' |
+	    -P "$2" >"$tmp/run.out" 2>&1 &
+	bench_pid=$!
+	wait "$bench_pid"
+	bench_pid=""
+	tr '\r' '\n' <"$tmp/run.out" |
 	    awk '/^(SET|GET): [0-9.]+ requests per second/ { sub(":", "", $1); print $1, $2 }'
 }
 

@@ -1139,6 +1139,12 @@ test_emfile(void **state)
 	fx->rlimit_changed = 1;
 	fx_fork(fx, child_emfile);
 
+	/* Wait for the child's connection to hit EMFILE ... */
+	until = clock_mono_ms() + CHILD_TIMEOUT_MS;
+	while (proxy_accept_errors(fx->proxy, NULL) == 0 &&
+	    clock_mono_ms() < until)
+		event_base_loop(fx->base, EVLOOP_ONCE);
+	/* ... then count loop turns while it waits in the backlog. */
 	until = clock_mono_ms() + 300;
 	while (clock_mono_ms() < until) {
 		event_base_loop(fx->base, EVLOOP_ONCE);
