@@ -1,7 +1,6 @@
 /*
- * The backend registry. The elasticache backend lands in its own issue;
- * until then it is listed as unavailable, so specs that name it validate
- * and their clusters say plainly why nothing happens.
+ * The backend registry: local (embedded) and elasticache. Tests add
+ * "test".
  */
 #include "config.h"
 
@@ -15,16 +14,11 @@
 
 extern const struct backend backend_local;	/* backends/local/local.c */
 
-static const struct backend backend_elasticache_pending = {
-	.name = "elasticache",
-	.available = false,
-	.unavailable_reason = "the elasticache backend is not part of this "
-	    "build yet; the spec is accepted and will be reconciled once it is",
-};
+extern struct backend backend_elasticache;	/* backends/elasticache/ */
 
 static const struct backend *table[BACKENDS_MAX + 1] = {
 	&backend_local,
-	&backend_elasticache_pending,
+	&backend_elasticache,
 	NULL,
 };
 
@@ -75,6 +69,7 @@ observed_free(struct observed *o)
 	free(o->engine_version);
 	free(o->instance_type);
 	kvlist_free(&o->parameters);
+	free(o->parameter_group);
 	json_decref(o->endpoints);
 	free(o->message);
 	free(o);

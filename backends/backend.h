@@ -46,6 +46,13 @@ struct observed {
 	struct window	 maintenance_window;
 	int		 snapshot_retention_limit;
 	struct kvlist	 parameters;
+	char		*parameter_group;	/* NULL: not a backend's notion */
+	/*
+	 * The backend holds disruptive changes for the maintenance window
+	 * itself (ElastiCache's ApplyImmediately=false): the plan sends them
+	 * at once instead of waiting for the window.
+	 */
+	bool		 defers_disruptive;
 	json_t		*endpoints;	/* owned; may be NULL */
 	char		*message;	/* backend's own words, or NULL */
 };

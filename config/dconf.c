@@ -13,6 +13,7 @@
 
 #define RESYNC_DEFAULT_MS	60000	/* 60 s */
 #define FAILOVER_AFTER_MS	1500
+#define EC_POLL_INTERVAL_MS	30000
 
 static const char *const top_keys[] = {
 	"clusters_dir", "state_dir", "resync_interval", "log_level",
@@ -24,7 +25,7 @@ static const char *const local_keys[] = {
 	"instance_types", NULL
 };
 static const char *const elasticache_keys[] = {
-	"region", "endpoint", "profile", NULL
+	"region", "endpoint", "profile", "poll_interval", NULL
 };
 static const char *const level_names[] = {
 	"error", "warning", "notice", "info", "debug", NULL
@@ -97,6 +98,7 @@ dconf_new_defaults(void)
 	c->local.port_min = 17000;
 	c->local.port_max = 17999;
 	c->local.failover_after_ms = FAILOVER_AFTER_MS;
+	c->elasticache.poll_interval_ms = EC_POLL_INTERVAL_MS;
 	for (i = 0; i < nitems(instance_type_defaults); i++)
 		kvlist_add(&c->local.instance_types,
 		    instance_type_defaults[i][0], instance_type_defaults[i][1]);
@@ -217,6 +219,9 @@ parse_elasticache(struct yctx *c, const struct ynode *m, struct dconf *d)
 	if ((n = ymap_get(m, "profile")) != NULL)
 		yget_string(c, n, "elasticache.profile", 128,
 		    &d->elasticache.profile);
+	if ((n = ymap_get(m, "poll_interval")) != NULL)
+		yget_duration(c, n, "elasticache.poll_interval", 100, 3600000,
+		    &d->elasticache.poll_interval_ms);
 }
 
 static void

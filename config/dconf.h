@@ -36,6 +36,7 @@ struct dconf_elasticache {
 	char		*region;
 	char		*endpoint;
 	char		*profile;
+	uint64_t	 poll_interval_ms;	/* while a group is busy */
 };
 
 struct dconf {

@@ -143,7 +143,7 @@ plan_modify(const struct cluster_spec *spec, const struct observed *o,
 	struct plan_step	*d;
 	bool			 in_window;
 
-	in_window = spec->apply_immediately ||
+	in_window = spec->apply_immediately || o->defers_disruptive ||
 	    window_contains(&spec->maintenance_window, now);
 	d = in_window ? &now_s : &later;
 	if (!engine_version_matches(spec->engine_version, o->engine_version))
@@ -154,6 +154,10 @@ plan_modify(const struct cluster_spec *spec, const struct observed *o,
 		step_change(d, "instance_type", o->instance_type,
 		    spec->instance_type, true);
 	plan_parameters(spec, o, &now_s);
+	if (o->parameter_group != NULL && spec->parameter_group_name != NULL &&
+	    strcmp(o->parameter_group, spec->parameter_group_name) != 0)
+		step_change(d, "parameter_group_name", o->parameter_group,
+		    spec->parameter_group_name, true);
 	change_window(&now_s, "snapshot_window", &o->snapshot_window,
 	    &spec->snapshot_window);
 	change_window(&now_s, "maintenance_window", &o->maintenance_window,

@@ -286,10 +286,24 @@ fail(struct reconciler *r, int error, const char *what, const char *message)
 	uint64_t	 delay;
 	bool		 repeat;
 
-	r->failures++;
-	delay = backoff_ms(r);
 	xasprintf(&e, "%s: %s", what, message ? message : strerror(-error));
 	repeat = r->last_error != NULL && strcmp(r->last_error, e) == 0;
+	if (error == -ENOTRECOVERABLE) {
+		/* The backend refuses this spec for good: no retries until
+		 * the spec changes; look again at the resync. */
+		log_cluster(repeat ? LOG_LEVEL_DEBUG : LOG_LEVEL_ERROR,
+		    r->name, "%s; not retried until the spec changes", e);
+		free(r->last_error);
+		r->last_error = e;
+		r->observed_generation = r->generation;
+		set_phase(r, shown_phase(r, PHASE_FAILED), "%s", e);
+		cond_set(r, COND_READY, false, "TerminalError", e);
+		reconciler_write_status(r);
+		schedule(r, r->env->resync_ms);
+		return;
+	}
+	r->failures++;
+	delay = backoff_ms(r);
 	/* A repeating error is logged at warning only when it changes. */
 	log_cluster(repeat ? LOG_LEVEL_DEBUG : LOG_LEVEL_WARNING, r->name,
 	    "%s, will retry in %llums", e, (unsigned long long)delay);

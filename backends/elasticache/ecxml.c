@@ -367,3 +367,225 @@ ecxml_parse_rg_result(const char *xml, size_t len, struct ec_rg *rg,
 	xmlFreeDoc(doc);
 	return 0;
 }
+
+/* The list element under res called list, its first child, or NULL. */
+static xmlNode *
+first_of(const xmlNode *res, const char *list)
+{
+	xmlNode	*l = child(res, list);
+
+	return l != NULL ? l->children : NULL;
+}
+
+static char *
+take_marker(const xmlNode *res)
+{
+	char	*m = text(res, "Marker");
+
+	if (m != NULL && *m == '\0') {
+		free(m);
+		m = NULL;
+	}
+	return m;
+}
+
+static void
+parse_cc(const xmlNode *c, struct ec_cc *cc)
+{
+	xmlNode	*m;
+
+	memset(cc, 0, sizeof *cc);
+	cc->id = text(c, "CacheClusterId");
+	cc->status = text(c, "CacheClusterStatus");
+	cc->rg_id = text(c, "ReplicationGroupId");
+	cc->engine_version = text(c, "EngineVersion");
+	cc->node_type = text(c, "CacheNodeType");
+	cc->maintenance_window = text(c, "PreferredMaintenanceWindow");
+	cc->param_group = text(child(c, "CacheParameterGroup"),
+	    "CacheParameterGroupName");
+	cc->topic_arn = text(child(c, "NotificationConfiguration"),
+	    "TopicArn");
+	for (m = first_of(c, "SecurityGroups"); m != NULL; m = m->next) {
+		char *id;
+
+		if (!is(m, "member") && !is(m, "SecurityGroupMembership"))
+			continue;
+		if ((id = text(m, "SecurityGroupId")) != NULL)
+			strlist_add(&cc->security_groups, id);
+		free(id);
+	}
+	parse_pending(child(c, "PendingModifiedValues"), "", &cc->pending);
+}
+
+int
+ecxml_parse_describe_ccs(const char *xml, size_t len, struct ec_cc_page *out,
+    char **cause)
+{
+	xmlDoc	*doc = NULL;
+	xmlNode	*res, *c;
+
+	memset(out, 0, sizeof *out);
+	if ((res = result_of(&doc, xml, len, "DescribeCacheClusters",
+	    cause)) == NULL) {
+		xmlFreeDoc(doc);
+		return -EINVAL;
+	}
+	out->marker = take_marker(res);
+	for (c = first_of(res, "CacheClusters"); c != NULL; c = c->next) {
+		if (!is(c, "CacheCluster"))
+			continue;
+		out->v = xreallocarray(out->v, out->n + 1, sizeof *out->v);
+		parse_cc(c, &out->v[out->n++]);
+	}
+	xmlFreeDoc(doc);
+	return 0;
+}
+
+void
+ec_cc_page_free(struct ec_cc_page *p)
+{
+	size_t	 i;
+
+	if (p == NULL)
+		return;
+	for (i = 0; i < p->n; i++) {
+		struct ec_cc *c = &p->v[i];
+		free(c->id);
+		free(c->status);
+		free(c->rg_id);
+		free(c->engine_version);
+		free(c->node_type);
+		free(c->maintenance_window);
+		free(c->param_group);
+		free(c->topic_arn);
+		strlist_free(&c->security_groups);
+		kvlist_free(&c->pending);
+	}
+	free(p->v);
+	free(p->marker);
+	memset(p, 0, sizeof *p);
+}
+
+int
+ecxml_parse_describe_events(const char *xml, size_t len,
+    struct ec_event_page *out, char **cause)
+{
+	xmlDoc		*doc = NULL;
+	xmlNode		*res, *c;
+	struct ec_event	*e;
+
+	memset(out, 0, sizeof *out);
+	if ((res = result_of(&doc, xml, len, "DescribeEvents", cause)) ==
+	    NULL) {
+		xmlFreeDoc(doc);
+		return -EINVAL;
+	}
+	out->marker = take_marker(res);
+	for (c = first_of(res, "Events"); c != NULL; c = c->next) {
+		if (!is(c, "Event"))
+			continue;
+		out->v = xreallocarray(out->v, out->n + 1, sizeof *out->v);
+		e = &out->v[out->n++];
+		e->source_id = text(c, "SourceIdentifier");
+		e->source_type = text(c, "SourceType");
+		e->message = text(c, "Message");
+		e->date = text(c, "Date");
+	}
+	xmlFreeDoc(doc);
+	return 0;
+}
+
+void
+ec_event_page_free(struct ec_event_page *p)
+{
+	size_t	 i;
+
+	if (p == NULL)
+		return;
+	for (i = 0; i < p->n; i++) {
+		free(p->v[i].source_id);
+		free(p->v[i].source_type);
+		free(p->v[i].message);
+		free(p->v[i].date);
+	}
+	free(p->v);
+	free(p->marker);
+	memset(p, 0, sizeof *p);
+}
+
+static void
+wipe_free(char *s)
+{
+	if (s != NULL) {
+		explicit_bzero(s, strlen(s));
+		free(s);
+	}
+}
+
+int
+ecxml_parse_sts_creds(const char *xml, size_t len, struct ec_sts_creds *out,
+    char **cause)
+{
+	xmlDoc	*doc = NULL;
+	xmlNode	*res, *c;
+
+	memset(out, 0, sizeof *out);
+	if ((res = result_of(&doc, xml, len, "AssumeRoleWithWebIdentity",
+	    cause)) == NULL) {
+		xmlFreeDoc(doc);
+		return -EINVAL;
+	}
+	c = child(res, "Credentials");
+	out->access_key_id = text(c, "AccessKeyId");
+	out->secret_access_key = text(c, "SecretAccessKey");
+	out->session_token = text(c, "SessionToken");
+	out->expiration = text(c, "Expiration");
+	xmlFreeDoc(doc);
+	if (out->access_key_id == NULL || out->secret_access_key == NULL ||
+	    out->session_token == NULL) {
+		ec_sts_creds_free(out);
+		xasprintf(cause, "AssumeRoleWithWebIdentity: no credentials in "
+		    "the answer");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+void
+ec_sts_creds_free(struct ec_sts_creds *c)
+{
+	if (c == NULL)
+		return;
+	free(c->access_key_id);
+	wipe_free(c->secret_access_key);
+	wipe_free(c->session_token);
+	free(c->expiration);
+	memset(c, 0, sizeof *c);
+}
+
+int
+ecxml_parse_tags(const char *xml, size_t len, struct kvlist *out,
+    char **cause)
+{
+	xmlDoc	*doc = NULL;
+	xmlNode	*res, *c;
+	char	*k, *v;
+
+	if ((res = result_of(&doc, xml, len, "ListTagsForResource", cause)) ==
+	    NULL) {
+		xmlFreeDoc(doc);
+		return -EINVAL;
+	}
+	for (c = first_of(res, "TagList"); c != NULL; c = c->next) {
+		if (!is(c, "Tag"))
+			continue;
+		k = text(c, "Key");
+		v = text(c, "Value");
+		if (k != NULL)
+			kvlist_add(out, k, v ? v : "");
+		free(k);
+		free(v);
+	}
+	xmlFreeDoc(doc);
+	return 0;
+}

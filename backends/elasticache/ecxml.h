@@ -91,4 +91,60 @@ int	 ecxml_parse_rg_result(const char *xml, size_t len, struct ec_rg *,
 void	 ec_rg_free(struct ec_rg *);	/* frees the contents only */
 void	 ec_rg_page_free(struct ec_rg_page *);
 
+/* A member cache cluster, as DescribeCacheClusters shows it. */
+struct ec_cc {
+	char		*id;		/* CacheClusterId */
+	char		*status;	/* CacheClusterStatus */
+	char		*rg_id;		/* ReplicationGroupId */
+	char		*engine_version;
+	char		*node_type;
+	char		*maintenance_window;	/* PreferredMaintenanceWindow */
+	char		*param_group;	/* CacheParameterGroupName */
+	char		*topic_arn;	/* NotificationConfiguration */
+	struct strlist	 security_groups;	/* SecurityGroupId */
+	struct kvlist	 pending;	/* PendingModifiedValues, flat */
+};
+
+struct ec_cc_page {
+	struct ec_cc	*v;
+	size_t		 n;
+	char		*marker;
+};
+
+/* One DescribeEvents entry. */
+struct ec_event {
+	char	*source_id;
+	char	*source_type;
+	char	*message;
+	char	*date;		/* ISO 8601, as AWS sends it */
+};
+
+struct ec_event_page {
+	struct ec_event	*v;
+	size_t		 n;
+	char		*marker;
+};
+
+/* STS credentials (AssumeRoleWithWebIdentity). */
+struct ec_sts_creds {
+	char	*access_key_id;
+	char	*secret_access_key;
+	char	*session_token;
+	char	*expiration;	/* ISO 8601 */
+};
+
+int	 ecxml_parse_describe_ccs(const char *xml, size_t len,
+	    struct ec_cc_page *, char **cause);
+void	 ec_cc_page_free(struct ec_cc_page *);
+int	 ecxml_parse_describe_events(const char *xml, size_t len,
+	    struct ec_event_page *, char **cause);
+void	 ec_event_page_free(struct ec_event_page *);
+/* Wipes the secrets as it frees. */
+int	 ecxml_parse_sts_creds(const char *xml, size_t len,
+	    struct ec_sts_creds *, char **cause);
+void	 ec_sts_creds_free(struct ec_sts_creds *);
+/* Tags of ListTagsForResource. */
+int	 ecxml_parse_tags(const char *xml, size_t len, struct kvlist *,
+	    char **cause);
+
 #endif

@@ -127,6 +127,17 @@ class Daemon:
         self.env.pop("NOTIFY_SOCKET", None)
         self.env.pop("WATCHDOG_USEC", None)
         self.env.pop("JOURNAL_STREAM", None)
+        # Tests talk to 127.0.0.1 only: never to the real instance
+        # metadata service, STS or AWS. A test that wants credentials
+        # points them at the emulator.
+        for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                  "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ROLE_ARN",
+                  "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ENDPOINT_URL_STS",
+                  "AWS_EC2_METADATA_SERVICE_ENDPOINT"):
+            self.env.pop(k, None)
+        self.env["AWS_EC2_METADATA_DISABLED"] = "true"
+        self.env["AWS_SHARED_CREDENTIALS_FILE"] = "/nonexistent"
+        self.env["AWS_CONFIG_FILE"] = "/nonexistent"
         if self.notify:
             self.env["NOTIFY_SOCKET"] = self.notify.path
         if env:

@@ -256,16 +256,26 @@ class LifecycleTest(DaemonTest):
         self.assertTrue(1000 <= retries[1] <= 2000, retries)
         self.assertIsNone(st["last_error"])
 
-    def test_unavailable_backend_is_reported(self):
-        d = self.daemon(binary=DAEMON)
+    def test_missing_aws_credentials_are_reported(self):
+        # No credentials anywhere, and no instance metadata service (never
+        # the real 169.254.169.254 from a test): the cluster says so.
+        env = {k: "" for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                               "AWS_SESSION_TOKEN", "AWS_PROFILE",
+                               "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE")}
+        env.update({"AWS_EC2_METADATA_DISABLED": "true",
+                    "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+                    "AWS_CONFIG_FILE": "/nonexistent"})
+        d = self.daemon(binary=DAEMON, env=env)
         d.write("a.yaml", spec("alpha", backend="elasticache"))
         d.start()
-        st = d.wait_status("alpha", phase="pending")
-        self.assertIn("elasticache backend is not part of this build",
-                      st["message"])
+        st = wait_for(lambda: d.status("alpha")["last_error"] and
+                      d.status("alpha"), what="credentials error")
+        self.assertIn("no AWS credentials", st["last_error"])
+        self.assertIn("AWS_EC2_METADATA_DISABLED", st["last_error"])
+        self.assertEqual(st["phase"], "pending")
         ready = [c for c in st["conditions"] if c["type"] == "Ready"][0]
         self.assertEqual((ready["status"], ready["reason"]),
-                         ("False", "BackendUnavailable"))
+                         ("False", "BackendError"))
 
 
 if __name__ == "__main__":

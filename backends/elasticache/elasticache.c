@@ -1,0 +1,1303 @@
+/*
+ * The elasticache backend: replication groups on Amazon ElastiCache
+ * through the Query API (ecapi.c).
+ *
+ * Observing: groups in a steady state are served by one paginated
+ * DescribeReplicationGroups (MaxRecords 100) shared by every cluster of
+ * the daemon, at most once per half resync interval; a group that is busy
+ * or that we just changed is described on its own. What only member
+ * clusters report (engine version, maintenance window, parameter group,
+ * pending node type or version) comes from DescribeCacheClusters of one
+ * member, cached while the group stays available, and new events from
+ * DescribeEvents.
+ *
+ * Acting: one mutating call per group at a time, only after the group,
+ * every node group and every member cluster say "available" and the member
+ * count matches the node groups (a group can say available while a member
+ * is still being created). "No modifications were requested" is success;
+ * ReplicationGroupAlreadyExists on create adopts the group; terminal codes
+ * stop until the spec changes, as does a modification AWS reverted.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/event.h>
+#include <jansson.h>
+
+#include "backend.h"
+#include "dconf.h"
+#include "ecapi.h"
+#include "ecxml.h"
+#include "elasticache.h"
+#include "htab.h"
+#include "log.h"
+#include "plan.h"
+#include "spec.h"
+#include "util.h"
+
+#define FLEET_PAGE		"100"	/* MaxRecords */
+#define MEMBER_TTL_MS		600000	/* member details, while steady */
+#define EVENTS_KEPT		20
+#define TOKEN_MAX		128
+
+struct ec_ctx {
+	struct event_base	*base;
+	const struct dconf	*conf;
+	const struct backend_env *env;
+	struct ecapi		*api;
+	int			 refs;
+
+	/* The shared fleet view: name -> struct ec_rg *. */
+	struct htab		*fleet;
+	uint64_t		 fleet_at_ms;	/* 0: never */
+	bool			 fleet_busy;
+	char			*fleet_marker;
+	struct htab		*fleet_next;	/* being read */
+	struct ecapi_call	*fleet_call;
+	struct eccl		**waiters;
+	size_t			 nwaiters;
+};
+
+enum op {
+	OP_NONE,
+	OP_OBSERVE,
+	OP_APPLY,
+};
+
+struct eccl {
+	struct ec_ctx		*ctx;
+	char			*name;
+	struct event		*done_ev;
+	enum op			 op;
+	struct ecapi_call	*call;
+	backend_observe_cb	 ocb;
+	backend_done_cb		 dcb;
+	void			*cbarg;
+	struct cluster_spec	*spec;
+	const struct plan_step	*step;
+	bool			 waiting_fleet;
+
+	/* The result being built. */
+	struct ec_rg		 rg;
+	bool			 have_rg;
+	int			 done_error;
+	char			*done_msg;
+	struct observed		*obs;
+
+	/* What we remember. */
+	bool			 dirty;		/* changed by us: describe alone */
+	char			*engine_version;	/* from a member */
+	char			*maintenance_window;
+	char			*param_group;
+	struct kvlist		 member_pending;
+	uint64_t		 member_at_ms;
+	size_t			 gate_next;	/* member being checked */
+	char			*events_since;	/* ISO 8601 */
+	json_t			*events;	/* last EVENTS_KEPT */
+	struct kvlist		 requested;	/* field -> value, this gen */
+	uint64_t		 requested_gen;
+	uint64_t		 terminal_gen;
+	char			*terminal_msg;
+	int			 failovers;
+};
+
+static struct ec_ctx	*shared;
+static void		 observe_rg(struct eccl *);
+static void		 fleet_start(struct ec_ctx *);
+
+/* --- small helpers ----------------------------------------------------- */
+
+static void
+kv_addf(struct kvlist *kv, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+kv_addf(struct kvlist *kv, const char *key, const char *fmt, ...)
+{
+	va_list	 ap;
+	char	*v;
+
+	va_start(ap, fmt);
+	xvasprintf(&v, fmt, ap);
+	va_end(ap);
+	kvlist_add(kv, key, v);
+	free(v);
+}
+
+static void
+rg_free(void *p)
+{
+	ec_rg_free(p);
+	free(p);
+}
+
+static void
+fleet_free(struct htab *h)
+{
+	size_t		 pos = 0;
+	const char	*k;
+	void		*v;
+
+	if (h == NULL)
+		return;
+	while (htab_next(h, &pos, &k, &v))
+		rg_free(v);
+	htab_free(h);
+}
+
+/* Deep copy of a group, through its XML-free fields. */
+static void
+rg_copy(struct ec_rg *dst, const struct ec_rg *src)
+{
+	size_t	 i, k;
+
+#define DUP(f)	dst->f = src->f ? xstrdup(src->f) : NULL
+	memset(dst, 0, sizeof *dst);
+	DUP(id); DUP(description); DUP(status); DUP(automatic_failover);
+	DUP(multi_az); DUP(node_type); DUP(snapshot_window); DUP(kms_key_id);
+	DUP(arn); DUP(config_address);
+	dst->config_port = src->config_port;
+	dst->snapshot_retention_limit = src->snapshot_retention_limit;
+	dst->cluster_enabled = src->cluster_enabled;
+	dst->auth_token_enabled = src->auth_token_enabled;
+	dst->transit_encryption = src->transit_encryption;
+	dst->at_rest_encryption = src->at_rest_encryption;
+	for (i = 0; i < src->member_clusters.n; i++)
+		strlist_add(&dst->member_clusters, src->member_clusters.v[i]);
+	for (i = 0; i < src->pending.n; i++)
+		kvlist_add(&dst->pending, src->pending.keys[i],
+		    src->pending.values[i]);
+	dst->ngroups = src->ngroups;
+	dst->groups = xcalloc(src->ngroups ? src->ngroups : 1,
+	    sizeof *dst->groups);
+	for (i = 0; i < src->ngroups; i++) {
+		const struct ec_node_group *s = &src->groups[i];
+		struct ec_node_group *d = &dst->groups[i];
+		d->id = s->id ? xstrdup(s->id) : NULL;
+		d->status = s->status ? xstrdup(s->status) : NULL;
+		d->slots = s->slots ? xstrdup(s->slots) : NULL;
+		d->primary_address = s->primary_address ?
+		    xstrdup(s->primary_address) : NULL;
+		d->primary_port = s->primary_port;
+		d->nmembers = s->nmembers;
+		d->members = xcalloc(s->nmembers ? s->nmembers : 1,
+		    sizeof *d->members);
+		for (k = 0; k < s->nmembers; k++) {
+			const struct ec_member *sm = &s->members[k];
+			struct ec_member *dm = &d->members[k];
+			dm->cluster_id = sm->cluster_id ?
+			    xstrdup(sm->cluster_id) : NULL;
+			dm->node_id = sm->node_id ? xstrdup(sm->node_id) : NULL;
+			dm->role = sm->role ? xstrdup(sm->role) : NULL;
+			dm->az = sm->az ? xstrdup(sm->az) : NULL;
+			dm->address = sm->address ? xstrdup(sm->address) : NULL;
+			dm->port = sm->port;
+		}
+	}
+#undef DUP
+}
+
+static bool
+streq(const char *a, const char *b)
+{
+	return a != NULL && b != NULL && strcmp(a, b) == 0;
+}
+
+/* --- the shared context ------------------------------------------------ */
+
+static struct ec_ctx *
+ctx_get(const struct backend_env *env)
+{
+	if (shared == NULL) {
+		shared = xcalloc(1, sizeof *shared);
+		shared->base = env->base;
+		shared->api = ecapi_new(env->base, env->conf);
+		if (shared->api == NULL)
+			fatalx("elasticache: cannot initialise libcurl");
+	}
+	if (shared->conf != env->conf)
+		ecapi_set_conf(shared->api, env->conf);
+	shared->conf = env->conf;
+	shared->env = env;
+	shared->refs++;
+	return shared;
+}
+
+static void
+ctx_put(struct ec_ctx *c)
+{
+	if (--c->refs > 0)
+		return;
+	ecapi_cancel(c->fleet_call);
+	fleet_free(c->fleet);
+	fleet_free(c->fleet_next);
+	free(c->fleet_marker);
+	free(c->waiters);
+	ecapi_free(c->api);
+	free(c);
+	shared = NULL;
+}
+
+/* --- completing the backend's calls ------------------------------------ */
+
+static void
+done_fire(evutil_socket_t fd, short ev, void *arg)
+{
+	struct eccl		*cl = arg;
+	enum op			 op = cl->op;
+	struct observed		*obs = cl->obs;
+	char			*msg = cl->done_msg;
+	int			 err = cl->done_error;
+
+	cl->op = OP_NONE;
+	cl->obs = NULL;
+	cl->done_msg = NULL;
+	spec_free(cl->spec);
+	cl->spec = NULL;
+	cl->step = NULL;
+	if (op == OP_OBSERVE)
+		cl->ocb(cl->cbarg, err, msg, obs);
+	else if (op == OP_APPLY)
+		cl->dcb(cl->cbarg, err, msg);
+	else
+		observed_free(obs);
+	free(msg);
+}
+
+/* Finish the current operation on the next loop turn. */
+static void
+finish(struct eccl *cl, int error, char *msg)
+{
+	struct timeval	 tv = { 0, 0 };
+
+	cl->call = NULL;
+	cl->done_error = error;
+	free(cl->done_msg);
+	cl->done_msg = msg;
+	if (cl->have_rg) {
+		ec_rg_free(&cl->rg);
+		cl->have_rg = false;
+	}
+	evtimer_add(cl->done_ev, &tv);
+}
+
+static void
+finishf(struct eccl *cl, int error, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+finishf(struct eccl *cl, int error, const char *fmt, ...)
+{
+	va_list	 ap;
+	char	*m;
+
+	va_start(ap, fmt);
+	xvasprintf(&m, fmt, ap);
+	va_end(ap);
+	finish(cl, error, m);
+}
+
+/* An API error as the reconciler should see it. */
+static int
+api_errno(const struct ecapi_result *r)
+{
+	if (r->err == -EREMOTEIO && r->cls == EC_ERR_TERMINAL)
+		return -ENOTRECOVERABLE;
+	if (r->err == -EREMOTEIO && r->cls == EC_ERR_WAIT)
+		return -EBUSY;
+	return r->err != 0 ? r->err : -EIO;
+}
+
+/* --- attach and detach ------------------------------------------------- */
+
+static void *
+ec_attach(const struct backend_env *env, const char *name)
+{
+	struct eccl	*cl = xcalloc(1, sizeof *cl);
+
+	cl->ctx = ctx_get(env);
+	cl->name = xstrdup(name);
+	cl->done_ev = evtimer_new(env->base, done_fire, cl);
+	cl->events = json_array();
+	cl->dirty = true;	/* the first look is at this group alone */
+	return cl;
+}
+
+static void
+fleet_unwait(struct eccl *cl)
+{
+	struct ec_ctx	*c = cl->ctx;
+	size_t		 i;
+
+	for (i = 0; i < c->nwaiters; i++)
+		if (c->waiters[i] == cl) {
+			memmove(&c->waiters[i], &c->waiters[i + 1],
+			    (c->nwaiters - i - 1) * sizeof *c->waiters);
+			c->nwaiters--;
+			break;
+		}
+	cl->waiting_fleet = false;
+}
+
+static void
+ec_detach(void *arg)
+{
+	struct eccl	*cl = arg;
+
+	if (cl->waiting_fleet)
+		fleet_unwait(cl);
+	ecapi_cancel(cl->call);
+	event_free(cl->done_ev);
+	if (cl->have_rg)
+		ec_rg_free(&cl->rg);
+	observed_free(cl->obs);
+	spec_free(cl->spec);
+	free(cl->done_msg);
+	free(cl->engine_version);
+	free(cl->maintenance_window);
+	free(cl->param_group);
+	kvlist_free(&cl->member_pending);
+	free(cl->events_since);
+	json_decref(cl->events);
+	kvlist_free(&cl->requested);
+	free(cl->terminal_msg);
+	free(cl->name);
+	ctx_put(cl->ctx);
+	free(cl);
+}
+
+/* --- observing --------------------------------------------------------- */
+
+static bool
+rg_steady(const struct ec_rg *rg)
+{
+	size_t	 i, members = 0;
+
+	if (!streq(rg->status, "available"))
+		return false;
+	for (i = 0; i < rg->ngroups; i++) {
+		if (rg->groups[i].status != NULL &&
+		    !streq(rg->groups[i].status, "available"))
+			return false;
+		members += rg->groups[i].nmembers;
+	}
+	return rg->ngroups == 0 || members == rg->member_clusters.n;
+}
+
+static enum obs_state
+rg_state(const struct ec_rg *rg)
+{
+	const char	*s = rg->status ? rg->status : "";
+
+	if (strcmp(s, "creating") == 0)
+		return OBS_CREATING;
+	if (strcmp(s, "deleting") == 0)
+		return OBS_DELETING;
+	if (strcmp(s, "create-failed") == 0 ||
+	    strcmp(s, "incompatible-network") == 0)
+		return OBS_FAILED;
+	if (strcmp(s, "available") == 0)
+		return rg_steady(rg) ? OBS_AVAILABLE : OBS_MODIFYING;
+	return OBS_MODIFYING;		/* modifying, snapshotting, ... */
+}
+
+static json_t *
+endpoints_json(struct eccl *cl, const struct ec_rg *rg)
+{
+	json_t	*j = json_object(), *groups = json_array(), *g, *ms, *pend;
+	char	 addr[300];
+	size_t	 i, k;
+
+	if (rg->config_address != NULL) {
+		snprintf(addr, sizeof addr, "%s:%d", rg->config_address,
+		    rg->config_port);
+		json_object_set_new(j, "configuration", json_string(addr));
+	} else if (rg->ngroups > 0 && rg->groups[0].primary_address) {
+		snprintf(addr, sizeof addr, "%s:%d",
+		    rg->groups[0].primary_address, rg->groups[0].primary_port);
+		json_object_set_new(j, "primary", json_string(addr));
+	}
+	for (i = 0; i < rg->ngroups; i++) {
+		const struct ec_node_group *ng = &rg->groups[i];
+		ms = json_array();
+		for (k = 0; k < ng->nmembers; k++) {
+			const struct ec_member *m = &ng->members[k];
+			json_t *o = json_pack("{s:s?, s:s?, s:s?}", "id",
+			    m->cluster_id, "role", m->role, "az", m->az);
+			if (m->address != NULL) {
+				snprintf(addr, sizeof addr, "%s:%d",
+				    m->address, m->port);
+				json_object_set_new(o, "address",
+				    json_string(addr));
+			}
+			json_array_append_new(ms, o);
+		}
+		g = json_pack("{s:s?, s:s?, s:s?, s:o}", "id", ng->id,
+		    "status", ng->status, "slots", ng->slots, "members", ms);
+		json_array_append_new(groups, g);
+	}
+	json_object_set_new(j, "node_groups", groups);
+	json_object_set_new(j, "status", json_string(rg->status ?
+	    rg->status : ""));
+	if (rg->arn != NULL)
+		json_object_set_new(j, "arn", json_string(rg->arn));
+	pend = json_object();
+	for (i = 0; i < rg->pending.n; i++)
+		json_object_set_new(pend, rg->pending.keys[i],
+		    json_string(rg->pending.values[i]));
+	for (i = 0; i < cl->member_pending.n; i++)
+		json_object_set_new(pend, cl->member_pending.keys[i],
+		    json_string(cl->member_pending.values[i]));
+	json_object_set_new(j, "pending_modified_values", pend);
+	json_object_set(j, "events", cl->events);
+	json_object_set_new(j, "failover_drills", json_integer(
+	    cl->failovers));
+	return j;
+}
+
+/* Turn what we saw into the observation the plan diffs. */
+static void
+observe_finish(struct eccl *cl)
+{
+	const struct ec_rg		*rg = &cl->rg;
+	const struct cluster_spec	*s = cl->spec;
+	struct observed			*o = xcalloc(1, sizeof *o);
+	struct strbuf			 msg;
+	const char			*why, *pv;
+	size_t				 i;
+
+	o->state = rg_state(rg);
+	o->cluster_mode = rg->cluster_enabled;
+	o->num_node_groups = rg->ngroups > 0 ? (int)rg->ngroups : 1;
+	o->replicas_per_node_group = rg->ngroups > 0 &&
+	    rg->groups[0].nmembers > 0 ? (int)rg->groups[0].nmembers - 1 :
+	    (int)rg->member_clusters.n - 1;
+	if (!rg->cluster_enabled && rg->ngroups > 0)
+		o->replicas_per_node_group = (int)rg->member_clusters.n - 1;
+	if (o->replicas_per_node_group < 0)
+		o->replicas_per_node_group = 0;
+	o->port = rg->config_port ? rg->config_port : rg->ngroups > 0 ?
+	    rg->groups[0].primary_port : 0;
+	o->automatic_failover = streq(rg->automatic_failover, "enabled") ||
+	    streq(rg->automatic_failover, "enabling");
+	o->multi_az = streq(rg->multi_az, "enabled");
+	o->at_rest_encryption = rg->at_rest_encryption;
+	o->snapshot_retention_limit = rg->snapshot_retention_limit < 0 ? 0 :
+	    rg->snapshot_retention_limit;
+	if (rg->snapshot_window == NULL || window_parse_daily(
+	    rg->snapshot_window, &o->snapshot_window, &why) != 0)
+		o->snapshot_window = s->snapshot_window;
+	if (cl->maintenance_window == NULL || window_parse_weekly(
+	    cl->maintenance_window, &o->maintenance_window, &why) != 0)
+		o->maintenance_window = s->maintenance_window;
+	o->instance_type = rg->node_type ? xstrdup(rg->node_type) : NULL;
+	o->engine_version = cl->engine_version ?
+	    xstrdup(cl->engine_version) : NULL;
+	o->parameter_group = cl->param_group ? xstrdup(cl->param_group) :
+	    NULL;
+	/* Parameters live in parameter groups here, not on nodes. */
+	for (i = 0; i < s->parameters.n; i++)
+		kvlist_add(&o->parameters, s->parameters.keys[i],
+		    s->parameters.values[i]);
+	o->defers_disruptive = true;
+
+	/* What AWS holds for the maintenance window counts as done. */
+	strbuf_init(&msg);
+	if ((pv = kvlist_get(&cl->member_pending, "CacheNodeType")) != NULL ||
+	    (pv = kvlist_get(&cl->rg.pending, "CacheNodeType")) != NULL) {
+		free(o->instance_type);
+		o->instance_type = xstrdup(pv);
+		strbuf_printf(&msg, "%snode type %s", msg.len ? ", " : "", pv);
+	}
+	if ((pv = kvlist_get(&cl->member_pending, "EngineVersion")) != NULL) {
+		free(o->engine_version);
+		o->engine_version = xstrdup(pv);
+		strbuf_printf(&msg, "%sengine version %s", msg.len ? ", " :
+		    "", pv);
+	}
+	if (msg.len > 0)
+		xasprintf(&o->message, "pending until the maintenance window: "
+		    "%s", msg.s);
+	else if (o->state == OBS_AVAILABLE && cl->terminal_msg != NULL &&
+	    cl->terminal_gen == s->generation)
+		o->message = xstrdup(cl->terminal_msg);
+	strbuf_free(&msg);
+	o->endpoints = endpoints_json(cl, rg);
+	if (o->state == OBS_AVAILABLE && !kvlist_get(&cl->rg.pending,
+	    "AutomaticFailoverStatus"))
+		cl->dirty = false;
+	cl->obs = o;
+	finish(cl, 0, NULL);
+}
+
+static void
+events_done(const struct ecapi_result *r, void *arg)
+{
+	struct eccl		*cl = arg;
+	struct ec_event_page	 page;
+	char			*cause = NULL;
+	size_t			 i, n;
+
+	cl->call = NULL;
+	if (r->err == 0 && ecxml_parse_describe_events(r->body, r->len, &page,
+	    &cause) == 0) {
+		/* AWS lists the newest first. */
+		for (i = page.n; i-- > 0;) {
+			const struct ec_event *e = &page.v[i];
+			if (cl->events_since != NULL && e->date != NULL &&
+			    strcmp(e->date, cl->events_since) <= 0)
+				continue;
+			log_cluster(LOG_LEVEL_INFO, cl->name, "aws event: %s",
+			    e->message ? e->message : "");
+			if (e->message != NULL && strstr(e->message,
+			    "Failover") != NULL)
+				cl->failovers++;
+			json_array_append_new(cl->events, json_pack(
+			    "{s:s?, s:s?}", "date", e->date, "message",
+			    e->message));
+			if (e->date != NULL) {
+				free(cl->events_since);
+				cl->events_since = xstrdup(e->date);
+			}
+		}
+		while ((n = json_array_size(cl->events)) > EVENTS_KEPT)
+			json_array_remove(cl->events, 0);
+		ec_event_page_free(&page);
+	}
+	free(cause);
+	observe_finish(cl);
+}
+
+static void
+events_start(struct eccl *cl)
+{
+	struct kvlist	 p;
+	char		 since[32];
+
+	memset(&p, 0, sizeof p);
+	kvlist_add(&p, "SourceIdentifier", cl->name);
+	kvlist_add(&p, "SourceType", "replication-group");
+	kvlist_add(&p, "MaxRecords", FLEET_PAGE);
+	if (cl->events_since != NULL)
+		kvlist_add(&p, "StartTime", cl->events_since);
+	else {
+		format_rfc3339(clock_wall_s() - 3600, since, sizeof since);
+		kvlist_add(&p, "StartTime", since);
+	}
+	cl->call = ecapi_call(cl->ctx->api, "DescribeEvents", &p, events_done,
+	    cl);
+	kvlist_free(&p);
+}
+
+static void
+member_done(const struct ecapi_result *r, void *arg)
+{
+	struct eccl		*cl = arg;
+	struct ec_cc_page	 page;
+	char			*cause = NULL;
+	size_t			 i;
+
+	cl->call = NULL;
+	if (r->err != 0) {
+		finishf(cl, api_errno(r), "DescribeCacheClusters: %s",
+		    r->message);
+		return;
+	}
+	if (ecxml_parse_describe_ccs(r->body, r->len, &page, &cause) != 0) {
+		finish(cl, -EPROTO, cause);
+		return;
+	}
+	if (page.n > 0) {
+		const struct ec_cc *c = &page.v[0];
+		free(cl->engine_version);
+		free(cl->maintenance_window);
+		free(cl->param_group);
+		cl->engine_version = c->engine_version ?
+		    xstrdup(c->engine_version) : NULL;
+		cl->maintenance_window = c->maintenance_window ?
+		    xstrdup(c->maintenance_window) : NULL;
+		cl->param_group = c->param_group ? xstrdup(c->param_group) :
+		    NULL;
+		kvlist_free(&cl->member_pending);
+		for (i = 0; i < c->pending.n; i++)
+			kvlist_add(&cl->member_pending, c->pending.keys[i],
+			    c->pending.values[i]);
+		cl->member_at_ms = clock_mono_ms();
+	}
+	ec_cc_page_free(&page);
+	events_start(cl);
+}
+
+/* We have the group: fill in what only members know, then events. */
+static void
+observe_rg(struct eccl *cl)
+{
+	struct kvlist	 p;
+	bool		 fresh;
+
+	fresh = cl->member_at_ms != 0 && !cl->dirty &&
+	    clock_mono_ms() - cl->member_at_ms < MEMBER_TTL_MS &&
+	    rg_steady(&cl->rg) && cl->member_pending.n == 0;
+	if (fresh || cl->rg.member_clusters.n == 0) {
+		if (cl->dirty || !rg_steady(&cl->rg))
+			events_start(cl);
+		else
+			observe_finish(cl);
+		return;
+	}
+	memset(&p, 0, sizeof p);
+	kvlist_add(&p, "CacheClusterId", cl->rg.member_clusters.v[0]);
+	cl->call = ecapi_call(cl->ctx->api, "DescribeCacheClusters", &p,
+	    member_done, cl);
+	kvlist_free(&p);
+}
+
+static void
+absent(struct eccl *cl)
+{
+	struct observed	*o = xcalloc(1, sizeof *o);
+
+	o->state = OBS_ABSENT;
+	o->defers_disruptive = true;
+	cl->obs = o;
+	finish(cl, 0, NULL);
+}
+
+static void
+describe_one_done(const struct ecapi_result *r, void *arg)
+{
+	struct eccl		*cl = arg;
+	struct ec_rg_page	 page;
+	char			*cause = NULL;
+
+	cl->call = NULL;
+	if (r->err != 0 && r->cls == EC_ERR_NOT_FOUND) {
+		absent(cl);
+		return;
+	}
+	if (r->err != 0) {
+		finishf(cl, api_errno(r), "DescribeReplicationGroups: %s",
+		    r->message);
+		return;
+	}
+	if (ecxml_parse_describe_rgs(r->body, r->len, &page, &cause) != 0) {
+		finish(cl, -EPROTO, cause);
+		return;
+	}
+	if (page.n == 0) {
+		ec_rg_page_free(&page);
+		absent(cl);
+		return;
+	}
+	cl->rg = page.v[0];
+	memset(&page.v[0], 0, sizeof page.v[0]);
+	cl->have_rg = true;
+	ec_rg_page_free(&page);
+	observe_rg(cl);
+}
+
+static void
+describe_one(struct eccl *cl)
+{
+	struct kvlist	 p;
+
+	memset(&p, 0, sizeof p);
+	kvlist_add(&p, "ReplicationGroupId", cl->name);
+	cl->call = ecapi_call(cl->ctx->api, "DescribeReplicationGroups", &p,
+	    describe_one_done, cl);
+	kvlist_free(&p);
+}
+
+/* The fleet view answered (or failed): serve everyone who waited. */
+static void
+fleet_serve(struct ec_ctx *c, int err, const char *msg)
+{
+	struct eccl	**w = c->waiters;
+	size_t		 n = c->nwaiters, i;
+	struct ec_rg	*rg;
+
+	c->waiters = NULL;
+	c->nwaiters = 0;
+	for (i = 0; i < n; i++) {
+		struct eccl *cl = w[i];
+		cl->waiting_fleet = false;
+		if (err != 0) {
+			finishf(cl, err, "DescribeReplicationGroups: %s", msg);
+			continue;
+		}
+		if ((rg = htab_get(c->fleet, cl->name)) == NULL) {
+			/* Not in the listing: make sure, on its own. */
+			describe_one(cl);
+			continue;
+		}
+		rg_copy(&cl->rg, rg);
+		cl->have_rg = true;
+		observe_rg(cl);
+	}
+	free(w);
+}
+
+static void
+fleet_page_done(const struct ecapi_result *r, void *arg)
+{
+	struct ec_ctx		*c = arg;
+	struct ec_rg_page	 page;
+	char			*cause = NULL;
+	size_t			 i;
+
+	c->fleet_call = NULL;
+	if (r->err != 0 || ecxml_parse_describe_rgs(r->body, r->len, &page,
+	    &cause) != 0) {
+		fleet_free(c->fleet_next);
+		c->fleet_next = NULL;
+		c->fleet_busy = false;
+		fleet_serve(c, r->err ? api_errno(r) : -EPROTO, r->err ?
+		    r->message : cause);
+		free(cause);
+		return;
+	}
+	for (i = 0; i < page.n; i++) {
+		struct ec_rg *rg = xmalloc(sizeof *rg);
+		*rg = page.v[i];
+		memset(&page.v[i], 0, sizeof page.v[i]);
+		if (rg->id == NULL) {
+			rg_free(rg);
+			continue;
+		}
+		rg_free(htab_put(c->fleet_next, rg->id, rg));
+	}
+	free(c->fleet_marker);
+	c->fleet_marker = page.marker;
+	page.marker = NULL;
+	ec_rg_page_free(&page);
+	if (c->fleet_marker != NULL) {
+		fleet_start(c);
+		return;
+	}
+	fleet_free(c->fleet);
+	c->fleet = c->fleet_next;
+	c->fleet_next = NULL;
+	c->fleet_at_ms = clock_mono_ms();
+	c->fleet_busy = false;
+	fleet_serve(c, 0, NULL);
+}
+
+static void
+fleet_start(struct ec_ctx *c)
+{
+	struct kvlist	 p;
+
+	if (c->fleet_next == NULL)
+		c->fleet_next = htab_new();
+	c->fleet_busy = true;
+	memset(&p, 0, sizeof p);
+	kvlist_add(&p, "MaxRecords", FLEET_PAGE);
+	if (c->fleet_marker != NULL)
+		kvlist_add(&p, "Marker", c->fleet_marker);
+	c->fleet_call = ecapi_call(c->api, "DescribeReplicationGroups", &p,
+	    fleet_page_done, c);
+	kvlist_free(&p);
+}
+
+static void
+ec_observe(void *arg, const struct cluster_spec *spec, backend_observe_cb cb,
+    void *cbarg)
+{
+	struct eccl	*cl = arg;
+	struct ec_ctx	*c = cl->ctx;
+	uint64_t	 fresh_ms = c->conf->resync_interval_ms / 2;
+
+	cl->op = OP_OBSERVE;
+	cl->ocb = cb;
+	cl->cbarg = cbarg;
+	cl->spec = spec_hold((struct cluster_spec *)spec);
+	if (cl->dirty) {
+		describe_one(cl);
+		return;
+	}
+	if (!c->fleet_busy && c->fleet != NULL &&
+	    clock_mono_ms() - c->fleet_at_ms < fresh_ms) {
+		struct ec_rg *rg = htab_get(c->fleet, cl->name);
+		if (rg == NULL) {
+			describe_one(cl);
+			return;
+		}
+		rg_copy(&cl->rg, rg);
+		cl->have_rg = true;
+		observe_rg(cl);
+		return;
+	}
+	c->waiters = xreallocarray(c->waiters, c->nwaiters + 1,
+	    sizeof *c->waiters);
+	c->waiters[c->nwaiters++] = cl;
+	cl->waiting_fleet = true;
+	if (!c->fleet_busy) {
+		free(c->fleet_marker);
+		c->fleet_marker = NULL;
+		fleet_start(c);
+	}
+}
+
+/* --- acting ------------------------------------------------------------ */
+
+static int
+read_token(const char *file, char **out, char **cause)
+{
+	size_t	 len;
+	int	 r;
+
+	if ((r = read_file_bounded(file, 4096, out, &len)) != 0) {
+		xasprintf(cause, "auth_token_file %s: %s", file, strerror(-r));
+		return r;
+	}
+	(*out)[strcspn(*out, "\r\n")] = '\0';
+	return 0;
+}
+
+static void
+wipe_params(struct kvlist *p)
+{
+	size_t	 i;
+
+	for (i = 0; i < p->n; i++)
+		if (strcmp(p->keys[i], "AuthToken") == 0)
+			explicit_bzero(p->values[i], strlen(p->values[i]));
+	kvlist_free(p);
+}
+
+static void
+mutated(const struct ecapi_result *r, void *arg)
+{
+	struct eccl	*cl = arg;
+	const char	*action = cl->step->kind == STEP_CREATE ?
+	    "CreateReplicationGroup" : step_kind_name(cl->step->kind);
+
+	cl->call = NULL;
+	cl->dirty = true;
+	cl->member_at_ms = 0;
+	if (r->err == 0 || r->cls == EC_ERR_NO_CHANGE) {
+		finish(cl, 0, NULL);
+		return;
+	}
+	if (r->cls == EC_ERR_EXISTS && cl->step->kind == STEP_CREATE) {
+		log_cluster(LOG_LEVEL_NOTICE, cl->name, "replication group "
+		    "exists already: adopting it");
+		finish(cl, 0, NULL);
+		return;
+	}
+	if (r->cls == EC_ERR_NOT_FOUND && cl->step->kind == STEP_DELETE) {
+		finish(cl, 0, NULL);
+		return;
+	}
+	if (r->err == -EREMOTEIO && r->cls == EC_ERR_TERMINAL) {
+		free(cl->terminal_msg);
+		xasprintf(&cl->terminal_msg, "%s refused: %s", action,
+		    r->message);
+		cl->terminal_gen = cl->spec->generation;
+		finish(cl, -ENOTRECOVERABLE, xstrdup(cl->terminal_msg));
+		return;
+	}
+	finishf(cl, api_errno(r), "%s: %s", action, r->message);
+}
+
+static void
+create_params(struct eccl *cl, const struct cluster_spec *s,
+    struct kvlist *p, char **cause)
+{
+	char	 w[40], key[64], *tok = NULL;
+	size_t	 i;
+
+	kvlist_add(p, "ReplicationGroupId", s->name);
+	kv_addf(p, "ReplicationGroupDescription", "managed by cachekeeper "
+	    "(%s)", s->file ? s->file : s->name);
+	kvlist_add(p, "Engine", "redis");
+	kvlist_add(p, "EngineVersion", s->engine_version);
+	kvlist_add(p, "CacheNodeType", s->instance_type);
+	kv_addf(p, "Port", "%d", s->port);
+	if (s->cluster_mode) {
+		kv_addf(p, "NumNodeGroups", "%d", s->num_node_groups);
+		kv_addf(p, "ReplicasPerNodeGroup", "%d",
+		    s->replicas_per_node_group);
+	} else
+		kv_addf(p, "NumCacheClusters", "%d", s->cluster_size);
+	kvlist_add(p, "AutomaticFailoverEnabled", s->automatic_failover ?
+	    "true" : "false");
+	kvlist_add(p, "MultiAZEnabled", s->multi_az ? "true" : "false");
+	window_format(&s->snapshot_window, w, sizeof w);
+	kvlist_add(p, "SnapshotWindow", w);
+	window_format(&s->maintenance_window, w, sizeof w);
+	kvlist_add(p, "PreferredMaintenanceWindow", w);
+	kv_addf(p, "SnapshotRetentionLimit", "%d",
+	    s->snapshot_retention_limit);
+	if (s->parameter_group_name != NULL)
+		kvlist_add(p, "CacheParameterGroupName",
+		    s->parameter_group_name);
+	if (s->transit_encryption)
+		kvlist_add(p, "TransitEncryptionEnabled", "true");
+	if (s->at_rest_encryption)
+		kvlist_add(p, "AtRestEncryptionEnabled", "true");
+	if (s->elasticache.kms_key_id != NULL)
+		kvlist_add(p, "KmsKeyId", s->elasticache.kms_key_id);
+	if (s->elasticache.subnet_group_name != NULL)
+		kvlist_add(p, "CacheSubnetGroupName",
+		    s->elasticache.subnet_group_name);
+	if (s->elasticache.notification_topic_arn != NULL)
+		kvlist_add(p, "NotificationTopicArn",
+		    s->elasticache.notification_topic_arn);
+	for (i = 0; i < s->elasticache.security_group_ids.n; i++) {
+		snprintf(key, sizeof key, "SecurityGroupIds.SecurityGroupId.%zu",
+		    i + 1);
+		kvlist_add(p, key, s->elasticache.security_group_ids.v[i]);
+	}
+	for (i = 0; i < s->elasticache.preferred_availability_zones.n; i++) {
+		snprintf(key, sizeof key, "PreferredCacheClusterAZs."
+		    "AvailabilityZone.%zu", i + 1);
+		kvlist_add(p, key,
+		    s->elasticache.preferred_availability_zones.v[i]);
+	}
+	for (i = 0; i < s->tags.n; i++) {
+		snprintf(key, sizeof key, "Tags.Tag.%zu.Key", i + 1);
+		kvlist_add(p, key, s->tags.keys[i]);
+		snprintf(key, sizeof key, "Tags.Tag.%zu.Value", i + 1);
+		kvlist_add(p, key, s->tags.values[i]);
+	}
+	if (s->auth_token_file != NULL &&
+	    read_token(s->auth_token_file, &tok, cause) == 0) {
+		kvlist_add(p, "AuthToken", tok);
+		explicit_bzero(tok, strlen(tok));
+		free(tok);
+	}
+	(void)cl;
+}
+
+static const struct {
+	const char	*field;
+	const char	*param;
+} modify_params[] = {
+	{ "engine_version", "EngineVersion" },
+	{ "instance_type", "CacheNodeType" },
+	{ "snapshot_window", "SnapshotWindow" },
+	{ "maintenance_window", "PreferredMaintenanceWindow" },
+	{ "snapshot_retention_limit", "SnapshotRetentionLimit" },
+	{ "enable_automatic_failover", "AutomaticFailoverEnabled" },
+	{ "enable_multi_az", "MultiAZEnabled" },
+	{ "parameter_group_name", "CacheParameterGroupName" },
+};
+
+static const char *
+modify_param(const char *field)
+{
+	size_t	 i;
+
+	for (i = 0; i < nitems(modify_params); i++)
+		if (strcmp(modify_params[i].field, field) == 0)
+			return modify_params[i].param;
+	return NULL;
+}
+
+/*
+ * ModifyReplicationGroup for every change of the step at once. A change we
+ * asked for before in this generation and that is still not there was
+ * reverted by AWS: that is terminal, not a loop.
+ */
+static int
+modify_build(struct eccl *cl, const struct plan_step *st, struct kvlist *p,
+    char **cause)
+{
+	const struct cluster_spec	*s = cl->spec;
+	struct strbuf			 again;
+	const char			*param, *prev;
+	size_t				 i, n = 0;
+
+	if (cl->requested_gen != s->generation) {
+		kvlist_free(&cl->requested);
+		memset(&cl->requested, 0, sizeof cl->requested);
+		cl->requested_gen = s->generation;
+	}
+	strbuf_init(&again);
+	kvlist_add(p, "ReplicationGroupId", s->name);
+	for (i = 0; i < st->nchanges; i++) {
+		const struct change *c = &st->changes[i];
+		if ((param = modify_param(c->field)) == NULL)
+			continue;	/* node parameters: not on this backend */
+		kvlist_add(p, param, c->to);
+		n++;
+		prev = kvlist_get(&cl->requested, c->field);
+		if (prev != NULL && strcmp(prev, c->to) == 0)
+			strbuf_printf(&again, "%s%s %s", again.len ? ", " : "",
+			    c->field, c->to);
+		else
+			kvlist_add(&cl->requested, c->field, c->to);
+	}
+	kvlist_add(p, "ApplyImmediately", s->apply_immediately ? "true" :
+	    "false");
+	if (n == 0) {
+		strbuf_free(&again);
+		return 1;	/* nothing this backend changes */
+	}
+	if (again.len > 0 && cl->rg.pending.n == 0 &&
+	    cl->member_pending.n == 0) {
+		const char *ev = json_string_value(json_object_get(
+		    json_array_get(cl->events, json_array_size(cl->events) -
+		    1), "message"));
+		xasprintf(cause, "AWS reverted %s (requested before, the group "
+		    "is available without it)%s%s", again.s, ev ?
+		    "; last event: " : "", ev ? ev : "");
+		strbuf_free(&again);
+		return -ENOTRECOVERABLE;
+	}
+	strbuf_free(&again);
+	return 0;
+}
+
+static void
+remove_shards(struct eccl *cl, const struct plan_step *st, struct kvlist *p)
+{
+	char	 key[80];
+	size_t	 i, k = 1, drop;
+
+	drop = cl->rg.ngroups > (size_t)st->to ? cl->rg.ngroups -
+	    (size_t)st->to : 0;
+	/* The highest numbered node groups go; their real IDs. */
+	for (i = cl->rg.ngroups; i-- > 0 && drop > 0; drop--) {
+		snprintf(key, sizeof key, "NodeGroupsToRemove."
+		    "NodeGroupToRemove.%zu", k++);
+		kvlist_add(p, key, cl->rg.groups[i].id);
+	}
+}
+
+/* Everything is available: send the step's call. */
+static void
+apply_send(struct eccl *cl)
+{
+	const struct plan_step		*st = cl->step;
+	const struct cluster_spec	*s = cl->spec;
+	struct kvlist			 p;
+	const char			*action = NULL;
+	char				*cause = NULL, stamp[32];
+	struct tm			 tm;
+	time_t				 now = time(NULL);
+	int				 r;
+
+	memset(&p, 0, sizeof p);
+	switch (st->kind) {
+	case STEP_ADD_SHARDS:
+	case STEP_REMOVE_SHARDS:
+		action = "ModifyReplicationGroupShardConfiguration";
+		kvlist_add(&p, "ReplicationGroupId", s->name);
+		kv_addf(&p, "NodeGroupCount", "%d", st->to);
+		kvlist_add(&p, "ApplyImmediately", "true");
+		if (st->kind == STEP_REMOVE_SHARDS)
+			remove_shards(cl, st, &p);
+		break;
+	case STEP_ADD_REPLICAS:
+	case STEP_REMOVE_REPLICAS:
+		action = st->kind == STEP_ADD_REPLICAS ? "IncreaseReplicaCount" :
+		    "DecreaseReplicaCount";
+		kvlist_add(&p, "ReplicationGroupId", s->name);
+		kv_addf(&p, "NewReplicaCount", "%d", st->to);
+		kvlist_add(&p, "ApplyImmediately", "true");
+		break;
+	case STEP_MODIFY:
+		action = "ModifyReplicationGroup";
+		if ((r = modify_build(cl, st, &p, &cause)) != 0) {
+			kvlist_free(&p);
+			if (r == 1) {
+				finish(cl, 0, NULL);
+				return;
+			}
+			free(cl->terminal_msg);
+			cl->terminal_msg = xstrdup(cause);
+			cl->terminal_gen = s->generation;
+			finish(cl, r, cause);
+			return;
+		}
+		break;
+	case STEP_DELETE:
+		action = "DeleteReplicationGroup";
+		kvlist_add(&p, "ReplicationGroupId", s->name);
+		if (st->final_snapshot) {
+			gmtime_r(&now, &tm);
+			strftime(stamp, sizeof stamp, "%Y%m%d%H%M%S", &tm);
+			kv_addf(&p, "FinalSnapshotIdentifier", "%s-final-%s",
+			    s->name, stamp);
+		}
+		break;
+	default:
+		kvlist_free(&p);
+		finishf(cl, -ENOTSUP, "%s is not carried out",
+		    step_kind_name(st->kind));
+		return;
+	}
+	log_cluster(LOG_LEVEL_INFO, cl->name, "%s", action);
+	cl->call = ecapi_call(cl->ctx->api, action, &p, mutated, cl);
+	kvlist_free(&p);
+}
+
+static void	gate_next(struct eccl *);
+
+static void
+gate_member_done(const struct ecapi_result *r, void *arg)
+{
+	struct eccl		*cl = arg;
+	struct ec_cc_page	 page;
+	char			*cause = NULL;
+
+	cl->call = NULL;
+	if (r->err != 0) {
+		finishf(cl, api_errno(r), "DescribeCacheClusters: %s",
+		    r->message);
+		return;
+	}
+	if (ecxml_parse_describe_ccs(r->body, r->len, &page, &cause) != 0) {
+		finish(cl, -EPROTO, cause);
+		return;
+	}
+	if (page.n > 0 && !streq(page.v[0].status, "available")) {
+		finishf(cl, -EBUSY, "waiting: member %s is %s", page.v[0].id,
+		    page.v[0].status ? page.v[0].status : "?");
+		ec_cc_page_free(&page);
+		return;
+	}
+	ec_cc_page_free(&page);
+	gate_next(cl);
+}
+
+static void
+gate_next(struct eccl *cl)
+{
+	struct kvlist	 p;
+
+	if (cl->gate_next >= cl->rg.member_clusters.n) {
+		apply_send(cl);
+		return;
+	}
+	memset(&p, 0, sizeof p);
+	kvlist_add(&p, "CacheClusterId",
+	    cl->rg.member_clusters.v[cl->gate_next++]);
+	cl->call = ecapi_call(cl->ctx->api, "DescribeCacheClusters", &p,
+	    gate_member_done, cl);
+	kvlist_free(&p);
+}
+
+/* The state gate: the group described now, then each member. */
+static void
+gate_rg_done(const struct ecapi_result *r, void *arg)
+{
+	struct eccl		*cl = arg;
+	struct ec_rg_page	 page;
+	char			*cause = NULL;
+	size_t			 i;
+
+	cl->call = NULL;
+	if (r->err != 0) {
+		finishf(cl, api_errno(r), "DescribeReplicationGroups: %s",
+		    r->message);
+		return;
+	}
+	if (ecxml_parse_describe_rgs(r->body, r->len, &page, &cause) != 0 ||
+	    page.n == 0) {
+		finish(cl, -EPROTO, cause ? cause : xstrdup("group not listed"));
+		ec_rg_page_free(&page);
+		return;
+	}
+	if (cl->have_rg)
+		ec_rg_free(&cl->rg);
+	cl->rg = page.v[0];
+	memset(&page.v[0], 0, sizeof page.v[0]);
+	cl->have_rg = true;
+	ec_rg_page_free(&page);
+	if (!streq(cl->rg.status, "available")) {
+		finishf(cl, -EBUSY, "waiting: the group is %s", cl->rg.status ?
+		    cl->rg.status : "?");
+		return;
+	}
+	for (i = 0; i < cl->rg.ngroups; i++)
+		if (cl->rg.groups[i].status != NULL &&
+		    !streq(cl->rg.groups[i].status, "available")) {
+			finishf(cl, -EBUSY, "waiting: node group %s is %s",
+			    cl->rg.groups[i].id, cl->rg.groups[i].status);
+			return;
+		}
+	if (!rg_steady(&cl->rg)) {
+		finishf(cl, -EBUSY, "waiting: member clusters do not match the "
+		    "node groups yet");
+		return;
+	}
+	cl->gate_next = 0;
+	gate_next(cl);
+}
+
+static void
+ec_apply(void *arg, const struct cluster_spec *spec,
+    const struct plan_step *st, backend_done_cb cb, void *cbarg)
+{
+	struct eccl	*cl = arg;
+	struct kvlist	 p;
+	char		*cause = NULL;
+
+	cl->op = OP_APPLY;
+	cl->dcb = cb;
+	cl->cbarg = cbarg;
+	cl->spec = spec_hold((struct cluster_spec *)spec);
+	cl->step = st;
+	if (cl->terminal_msg != NULL && cl->terminal_gen == spec->generation &&
+	    st->kind != STEP_DELETE) {
+		finish(cl, -ENOTRECOVERABLE, xstrdup(cl->terminal_msg));
+		return;
+	}
+	memset(&p, 0, sizeof p);
+	if (st->kind == STEP_CREATE) {
+		create_params(cl, spec, &p, &cause);
+		if (cause != NULL) {
+			wipe_params(&p);
+			finish(cl, -ENOTRECOVERABLE, cause);
+			return;
+		}
+		log_cluster(LOG_LEVEL_INFO, cl->name, "CreateReplicationGroup "
+		    "(%s, %s)", spec->cluster_mode ? "cluster mode" :
+		    "cluster mode disabled", spec->instance_type);
+		cl->call = ecapi_call(cl->ctx->api, "CreateReplicationGroup",
+		    &p, mutated, cl);
+		wipe_params(&p);
+		return;
+	}
+	kvlist_add(&p, "ReplicationGroupId", spec->name);
+	cl->call = ecapi_call(cl->ctx->api, "DescribeReplicationGroups", &p,
+	    gate_rg_done, cl);
+	kvlist_free(&p);
+}
+
+/* The backend's poll while busy follows the daemon config. */
+static void	*ec_attach_poll(const struct backend_env *, const char *);
+
+struct backend backend_elasticache = {
+	.name = "elasticache",
+	.available = true,
+	.poll_ms = 30000,
+	.attach = ec_attach_poll,
+	.detach = ec_detach,
+	.observe = ec_observe,
+	.apply = ec_apply,
+};
+
+static void *
+ec_attach_poll(const struct backend_env *env, const char *name)
+{
+	backend_elasticache.poll_ms =
+	    (unsigned int)env->conf->elasticache.poll_interval_ms;
+	return ec_attach(env, name);
+}
+
+/* For benchmarks and tests: the daemon-wide call counters. */
+const struct ecapi_stats *
+elasticache_stats(void)
+{
+	return shared != NULL ? ecapi_stats(shared->api) : NULL;
+}
