@@ -542,16 +542,23 @@ events_done(const struct ecapi_result *r, void *arg)
 	struct eccl		*cl = arg;
 	struct ec_event_page	 page;
 	char			*cause = NULL;
-	size_t			 i, n;
+	size_t			 n;
 
 	cl->call = NULL;
 	if (r->err == 0 && ecxml_parse_describe_events(r->body, r->len, &page,
 	    &cause) == 0) {
-		/* AWS lists the newest first. */
-		for (i = page.n; i-- > 0;) {
-			const struct ec_event *e = &page.v[i];
-			if (cl->events_since != NULL && e->date != NULL &&
-			    strcmp(e->date, cl->events_since) <= 0)
+		/* Oldest first, whichever order the answer has. */
+		bool newest_first = page.n > 1 && page.v[0].date != NULL &&
+		    page.v[page.n - 1].date != NULL &&
+		    strcmp(page.v[0].date, page.v[page.n - 1].date) > 0;
+		char *since = cl->events_since ? xstrdup(cl->events_since) :
+		    NULL;
+
+		for (n = 0; n < page.n; n++) {
+			const struct ec_event *e = &page.v[newest_first ?
+			    page.n - 1 - n : n];
+			if (since != NULL && e->date != NULL &&
+			    strcmp(e->date, since) <= 0)
 				continue;
 			log_cluster(LOG_LEVEL_INFO, cl->name, "aws event: %s",
 			    e->message ? e->message : "");
@@ -561,11 +568,13 @@ events_done(const struct ecapi_result *r, void *arg)
 			json_array_append_new(cl->events, json_pack(
 			    "{s:s?, s:s?}", "date", e->date, "message",
 			    e->message));
-			if (e->date != NULL) {
+			if (e->date != NULL && (cl->events_since == NULL ||
+			    strcmp(e->date, cl->events_since) > 0)) {
 				free(cl->events_since);
 				cl->events_since = xstrdup(e->date);
 			}
 		}
+		free(since);
 		while ((n = json_array_size(cl->events)) > EVENTS_KEPT)
 			json_array_remove(cl->events, 0);
 		ec_event_page_free(&page);
@@ -1001,6 +1010,27 @@ modify_param(const char *field)
 	return NULL;
 }
 
+/* The newest event that tells of a failure, else the newest one. */
+static const char *
+revert_event(struct eccl *cl)
+{
+	const char	*m, *last = NULL;
+	size_t		 i = json_array_size(cl->events);
+
+	while (i-- > 0) {
+		m = json_string_value(json_object_get(json_array_get(
+		    cl->events, i), "message"));
+		if (m == NULL)
+			continue;
+		if (last == NULL)
+			last = m;
+		if (strcasestr(m, "fail") != NULL ||
+		    strstr(m, "rolled back") != NULL)
+			return m;
+	}
+	return last;
+}
+
 /*
  * ModifyReplicationGroup for every change of the step at once. A change we
  * asked for before in this generation and that is still not there was
@@ -1043,9 +1073,7 @@ modify_build(struct eccl *cl, const struct plan_step *st, struct kvlist *p,
 	}
 	if (again.len > 0 && cl->rg.pending.n == 0 &&
 	    cl->member_pending.n == 0) {
-		const char *ev = json_string_value(json_object_get(
-		    json_array_get(cl->events, json_array_size(cl->events) -
-		    1), "message"));
+		const char *ev = revert_event(cl);
 		xasprintf(cause, "AWS reverted %s (requested before, the group "
 		    "is available without it)%s%s", again.s, ev ?
 		    "; last event: " : "", ev ? ev : "");

@@ -86,6 +86,10 @@ DEFAULT_CONFIG = {
     "node_address": None,
     # The next N CreateReplicationGroup calls end in "create-failed".
     "create_fail_next": 0,
+    # The next N modifications of CacheNodeType or EngineVersion are
+    # rolled back at the end of the transition, as AWS does when it cannot
+    # complete them (e.g. no capacity for the node type), with an event.
+    "revert_next_modify": 0,
 }
 
 REDIS_VERSIONS = ["3.2.4", "3.2.6", "3.2.10", "4.0.10", "5.0.0", "5.0.3",
@@ -1526,6 +1530,17 @@ class Backend:
                 return
             cfg = rg.cfg
             now = time.time()
+            revert = [k for k in ("CacheNodeType", "EngineVersion")
+                      if k in changes] if \
+                self.config.get("revert_next_modify", 0) > 0 else []
+            if revert:
+                self.config["revert_next_modify"] -= 1
+                for k in revert:
+                    self._event(rg.id, "replication-group",
+                                "Failed to modify %s of replication group "
+                                "%s to %s: insufficient capacity; the "
+                                "change was rolled back" % (
+                                    k, rg.id, changes.pop(k)))
             for k in ("EngineVersion", "CacheNodeType",
                       "CacheParameterGroupName"):
                 if k in changes:

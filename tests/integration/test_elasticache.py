@@ -119,6 +119,13 @@ class ElastiCacheTest(DaemonTest):
     def group_spec(self, name="web", extra="cluster_size: 2\n"):
         return spec(name, backend="elasticache", extra=extra)
 
+    def edit(self, text, name="web"):
+        """Replace a running cluster's spec; wait until the daemon has it."""
+        old = self.d.status(name)["generation"]
+        self.d.write(name + ".yaml", text)
+        wait_for(lambda: self.d.status(name)["generation"] != old, 10,
+                 what="new generation of %s" % name)
+
     def wait_synced(self, name="web", timeout=30, **want):
         d = self.d
 
@@ -167,6 +174,252 @@ class ElastiCacheTest(DaemonTest):
         for a in ("CreateReplicationGroup", "ModifyReplicationGroup",
                   "IncreaseReplicaCount", "DecreaseReplicaCount"):
             self.assertEqual(before.get(a), after.get(a), a)
+
+
+    def no_busy_errors(self):
+        """The state gate held: AWS never had to refuse a call."""
+        errs = self.emu.calls("error")
+        self.assertFalse([a for a in errs if a not in (
+            "DescribeReplicationGroups",)], errs)
+        for r in self.emu.requests("ModifyReplicationGroup") + \
+                self.emu.requests("IncreaseReplicaCount") + \
+                self.emu.requests("DecreaseReplicaCount") + \
+                self.emu.requests("ModifyReplicationGroupShardConfiguration"):
+            self.assertNotEqual(r.get("code"),
+                                "InvalidReplicationGroupState", r)
+
+    def test_cluster_mode_enabled_reshard_both_ways(self):
+        d = self.start()
+        cm = """
+            cluster_mode:
+              enabled: true
+              num_node_groups: %d
+              replicas_per_node_group: %d
+        """
+        d.write("web.yaml", self.group_spec(extra=cm % (2, 1)))
+        st = self.wait_synced()
+        g = self.emu.group("web")
+        self.assertTrue(g["ClusterEnabled"])
+        self.assertEqual(len(g["NodeGroups"]), 2)
+        self.assertIn("configuration", st["endpoints"])
+        self.assertEqual(len(st["endpoints"]["node_groups"]), 2)
+        self.edit(self.group_spec(extra=cm % (3, 1)))
+        self.wait_synced(timeout=40)
+        self.assertEqual(len(self.emu.group("web")["NodeGroups"]), 3)
+        self.edit(self.group_spec(extra=cm % (1, 2)))
+        self.wait_synced(timeout=40)
+        g = self.emu.group("web")
+        self.assertEqual(len(g["NodeGroups"]), 1)
+        self.assertEqual(len(g["NodeGroups"][0]["NodeGroupMembers"]), 3)
+        # Shards are removed by their real IDs; replicas added after.
+        reqs = self.emu.requests("ModifyReplicationGroupShardConfiguration")
+        removal = [r["params"] for r in reqs
+                   if r["params"].get("NodeGroupCount") == "1"]
+        self.assertTrue(removal, reqs)
+        self.assertEqual(sorted(v for k, v in removal[0].items()
+                                if k.startswith("NodeGroupsToRemove.")),
+                         ["0002", "0003"])
+        self.no_busy_errors()
+
+    def test_replicas_up_and_down(self):
+        d = self.start()
+        d.write("web.yaml", self.group_spec(extra="cluster_size: 2\n"))
+        self.wait_synced()
+        self.edit(self.group_spec(extra="cluster_size: 4\n"))
+        self.wait_synced()
+        self.assertEqual(len(self.emu.group("web")["MemberClusters"]), 4)
+        # Down to a primary alone: automatic failover must go first.
+        self.edit(self.group_spec(
+            extra="cluster_size: 1\nenable_automatic_failover: false\n"))
+        self.wait_synced(timeout=40)
+        g = self.emu.group("web")
+        self.assertEqual(len(g["MemberClusters"]), 1)
+        self.assertEqual(g["AutomaticFailover"], "disabled")
+        order = [r["action"] for r in self.emu.control("requests")[
+            "requests"] if r["action"] in ("ModifyReplicationGroup",
+                                           "DecreaseReplicaCount")]
+        self.assertEqual(order[:2], ["ModifyReplicationGroup",
+                                     "DecreaseReplicaCount"], order)
+        self.no_busy_errors()
+
+    def test_many_settings_in_one_edit_are_sequenced(self):
+        d = self.start()
+        d.write("web.yaml", self.group_spec(extra="cluster_size: 1\n"
+                                            "enable_automatic_failover: "
+                                            "false\n"))
+        self.wait_synced()
+        self.edit(self.group_spec(extra="""
+            cluster_size: 3
+            instance_type: cache.m6g.large
+            enable_automatic_failover: true
+            enable_multi_az: true
+            snapshot_window: "02:00-03:00"
+            snapshot_retention_limit: 10
+            maintenance_window: "wed:04:00-wed:05:00"
+            apply_immediately: true
+        """))
+        st = self.wait_synced(timeout=40)
+        g = self.emu.group("web")
+        self.assertEqual(len(g["MemberClusters"]), 3)
+        self.assertEqual(g["CacheNodeType"], "cache.m6g.large")
+        self.assertEqual(g["AutomaticFailover"], "enabled")
+        self.assertEqual(g["MultiAZ"], "enabled")
+        self.assertEqual(g["SnapshotWindow"], "02:00-03:00")
+        self.assertEqual(g["SnapshotRetentionLimit"], 10)
+        # Replicas first, then one combined modification.
+        order = [r["action"] for r in self.emu.control("requests")[
+            "requests"] if r["action"] in ("ModifyReplicationGroup",
+                                           "IncreaseReplicaCount")]
+        self.assertEqual(order, ["IncreaseReplicaCount",
+                                 "ModifyReplicationGroup"])
+        self.no_busy_errors()
+        self.assertEqual(st["message"], "in sync")
+
+    def test_pending_until_maintenance_window(self):
+        d = self.start()
+        d.write("web.yaml", self.group_spec())
+        self.wait_synced()
+        self.edit(self.group_spec(
+            extra="cluster_size: 2\ninstance_type: cache.r6g.large\n"))
+        st = wait_for(lambda: "pending until the maintenance window" in
+                      (self.d.status("web")["message"] or "") and
+                      self.d.status("web"), 20, what="pending message")
+        self.assertIn("cache.r6g.large", st["message"])
+        time.sleep(4.5)       # two resyncs: not requested again
+        mods = self.emu.requests("ModifyReplicationGroup")
+        self.assertEqual(len(mods), 1)
+        self.assertEqual(mods[0]["params"]["ApplyImmediately"], "false")
+        self.emu.control("maintenance", {"replication_group_id": "web"})
+        wait_for(lambda: self.emu.group("web")["CacheNodeType"] ==
+                 "cache.r6g.large", 20, what="maintenance applied")
+        st = self.wait_synced(message="in sync")
+        self.assertEqual(len(self.emu.requests("ModifyReplicationGroup")), 1)
+
+    def test_reverted_change_is_terminal(self):
+        d = self.start()
+        d.write("web.yaml", self.group_spec())
+        self.wait_synced()
+        self.emu.control("config", {"revert_next_modify": 1})
+        self.edit(self.group_spec(
+            extra="cluster_size: 2\ninstance_type: cache.r6g.xlarge\n"
+                  "apply_immediately: true\n"))
+        st = d.wait_status("web", phase="failed", timeout=30)
+        self.assertIn("AWS reverted instance_type cache.r6g.xlarge",
+                      st["last_error"])
+        self.assertIn("insufficient capacity", st["last_error"])
+        n = len(self.emu.requests("ModifyReplicationGroup"))
+        self.assertEqual(n, 1)
+        time.sleep(4.5)       # no loop
+        self.assertEqual(len(self.emu.requests("ModifyReplicationGroup")), 1)
+        # A new spec is tried again.
+        self.edit(self.group_spec(
+            extra="cluster_size: 2\ninstance_type: cache.r6g.2xlarge\n"
+                  "apply_immediately: true\n"))
+        self.wait_synced(timeout=30)
+        self.assertEqual(self.emu.group("web")["CacheNodeType"],
+                         "cache.r6g.2xlarge")
+
+    def test_terminal_error_stops_until_spec_changes(self):
+        d = self.start()
+        self.emu.control("faults", {
+            "action": "CreateReplicationGroup", "type": "error",
+            "status": 400, "code": "InsufficientCacheClusterCapacity",
+            "message": "cache.t4g.small capacity is not available", "count": 1})
+        d.write("web.yaml", self.group_spec())
+        st = d.wait_status("web", phase="failed", timeout=20)
+        self.assertIn("InsufficientCacheClusterCapacity", st["last_error"])
+        time.sleep(4.5)
+        self.assertEqual(self.emu.calls("received").get(
+            "CreateReplicationGroup"), 1)
+        self.edit(self.group_spec(extra="cluster_size: 2\n"
+                                            "tags: {retry: '1'}\n"))
+        self.wait_synced()
+        self.assertEqual(self.emu.calls().get("CreateReplicationGroup"), 1)
+
+    def test_adopts_an_existing_group(self):
+        d = self.start()
+        d.write("web.yaml", self.group_spec())
+        self.wait_synced()
+        d.stop()
+        os.unlink(os.path.join(d.specs, "web.yaml"))
+        # The daemon starts again knowing nothing, and its first describe
+        # does not see the group (an eventually consistent answer): its
+        # create gets AlreadyExists and it adopts the group.
+        self.emu.control("faults", {
+            "action": "DescribeReplicationGroups", "type": "error",
+            "status": 404, "code": "ReplicationGroupNotFoundFault",
+            "message": "ReplicationGroup web not found.", "count": 1})
+        d.write("web.yaml", self.group_spec(extra="cluster_size: 3\n"))
+        d.start()
+        self.wait_synced(timeout=30)
+        self.assertIn("exists already: adopting it", d.log())
+        self.assertEqual(len(self.emu.group("web")["MemberClusters"]), 3)
+        self.assertEqual(self.emu.calls().get("CreateReplicationGroup"), 1)
+
+    def test_delete_retain_and_delete_with_final_snapshot(self):
+        d = self.start()
+        d.write("keep.yaml", self.group_spec("keep"))
+        d.write("web.yaml", self.group_spec(extra="cluster_size: 2\n"
+                                            "deletion_policy: delete\n"
+                                            "final_snapshot: true\n"))
+        self.wait_synced("keep")
+        self.wait_synced("web")
+        os.unlink(os.path.join(d.specs, "keep.yaml"))
+        os.unlink(os.path.join(d.specs, "web.yaml"))
+        wait_for(lambda: self.emu.group("web") is None, 30,
+                 what="web deleted")
+        d.wait_status("keep", phase="retained", timeout=10)
+        self.assertEqual(self.emu.group("keep")["Status"], "available")
+        req = self.emu.requests("DeleteReplicationGroup")
+        self.assertEqual(len(req), 1)
+        snap = req[0]["params"]["FinalSnapshotIdentifier"]
+        self.assertRegex(snap, r"^web-final-\d{14}$")
+        wait_for(lambda: not os.path.exists(d.status_path("web")), 10,
+                 what="web retired")
+
+    def test_throttling_storm_and_5xx_still_converge(self):
+        d = self.start()
+        self.emu.control("faults", {"action": "*", "type": "throttle",
+                                    "probability": 0.5, "count": 40})
+        self.emu.control("faults", {"action": "*", "type": "unavailable",
+                                    "count": 3, "skip": 2})
+        # The create goes through but its answer is lost: the retry must
+        # not create a second group.
+        self.emu.control("faults", {"action": "CreateReplicationGroup",
+                                    "type": "drop", "execute": True,
+                                    "count": 1})
+        d.write("web.yaml", self.group_spec(extra="cluster_size: 3\n"))
+        self.wait_synced(timeout=90)
+        self.assertEqual(self.emu.calls().get("CreateReplicationGroup"), 1)
+        self.assertEqual(len(self.emu.control("state")[
+            "replication_groups"]), 1)
+        inj = self.emu.calls("injected")
+        self.assertTrue(inj, inj)
+
+    def test_credentials_from_instance_metadata(self):
+        d = self.start(creds=False, env={
+            "AWS_EC2_METADATA_DISABLED": "",
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT": self.emu.url})
+        d.write("web.yaml", self.group_spec())
+        self.wait_synced()
+        self.assertEqual(self.emu.calls().get("CreateReplicationGroup"), 1)
+        log = d.log()
+        self.assertIn("credentials from instance metadata", log)
+
+    def test_credentials_from_web_identity(self):
+        tok = os.path.join(self.tmp, "token")
+        with open(tok, "w") as f:
+            f.write("eyJhbGciOiJSUzI1NiJ9.test-token.sig\n")
+        self.emu.control("sts", {"expected_token":
+                                 "eyJhbGciOiJSUzI1NiJ9.test-token.sig"})
+        d = self.start(creds=False, env={
+            "AWS_ROLE_ARN": "arn:aws:iam::123456789012:role/cachekeeper",
+            "AWS_WEB_IDENTITY_TOKEN_FILE": tok,
+            "AWS_ENDPOINT_URL_STS": self.emu.url})
+        d.write("web.yaml", self.group_spec())
+        self.wait_synced()
+        self.assertIn("credentials from web identity", d.log())
+        self.assertNotIn("test-token", d.log())
 
 
 if __name__ == "__main__":
