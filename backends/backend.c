@@ -70,6 +70,7 @@ observed_free(struct observed *o)
 	free(o->instance_type);
 	kvlist_free(&o->parameters);
 	free(o->parameter_group);
+	free(o->drill_node_group);
 	json_decref(o->endpoints);
 	free(o->message);
 	free(o);

@@ -53,6 +53,8 @@ struct observed {
 	 * at once instead of waiting for the window.
 	 */
 	bool		 defers_disruptive;
+	/* A failover drill is due on this node group now (or NULL). */
+	char		*drill_node_group;
 	json_t		*endpoints;	/* owned; may be NULL */
 	char		*message;	/* backend's own words, or NULL */
 };

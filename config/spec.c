@@ -31,8 +31,9 @@ static const char *const spec_keys[] = {
 	"final_snapshot", "maintenance_window", "apply_immediately",
 	"parameters", "parameter_group_name", "enable_transit_encryption",
 	"enable_at_rest_encryption", "auth_token_file", "deletion_policy",
-	"tags", "elasticache", "local", NULL
+	"tags", "elasticache", "local", "failover_drill", NULL
 };
+static const char *const drill_keys[] = { "window", NULL };
 static const char *const cluster_mode_keys[] = {
 	"enabled", "num_node_groups", "replicas_per_node_group", NULL
 };
@@ -77,6 +78,7 @@ struct spec_nodes {
 	const struct ynode	*reader_port;
 	const struct ynode	*at_rest;
 	const struct ynode	*persistence;
+	const struct ynode	*drill;
 	bool			 windows_bad[2];	/* present, invalid */
 	bool			 mode_unknown;	/* cluster_mode.enabled invalid */
 };
@@ -494,6 +496,27 @@ parse_elasticache(struct yctx *c, const struct ynode *m,
 		    &e->preferred_availability_zones);
 }
 
+/* failover_drill: {window: "sun:10:00-sun:11:00"}: weekly, >= 60 min. */
+static void
+parse_drill(struct yctx *c, const struct ynode *m, struct cluster_spec *s,
+    struct spec_nodes *sn)
+{
+	bool	 bad = false;
+
+	if (ycheck_map(c, m, "spec.failover_drill", drill_keys) != 0)
+		return;
+	if (ymap_get(m, "window") == NULL) {
+		yerr(c, m, "spec.failover_drill.window is required, e.g. "
+		    "\"sun:10:00-sun:11:00\"");
+		return;
+	}
+	if (get_window(c, m, "window", "spec.failover_drill.window", true,
+	    &s->failover_drill_window, &bad) != NULL && !bad) {
+		s->failover_drill = true;
+		sn->drill = m;
+	}
+}
+
 static void
 parse_local(struct yctx *c, const struct ynode *m, struct spec_local *l,
     struct spec_nodes *sn)
@@ -598,6 +621,10 @@ check_cross_fields(struct yctx *c, struct cluster_spec *s,
 		yerr(c, at, "spec.snapshot_window %s overlaps "
 		    "maintenance_window %s; they must not overlap", a, b);
 	}
+	if (s->failover_drill && !sn->mode_unknown && !s->automatic_failover)
+		yerr(c, sn->drill, "spec.failover_drill needs "
+		    "enable_automatic_failover: true (a drill fails over to a "
+		    "replica)");
 	if (s->reader_port == 0) {
 		s->reader_port = s->port + 1;
 		if (s->reader_port > 65535)
@@ -681,6 +708,8 @@ parse_spec_fields(struct yctx *c, const struct ynode *m,
 		parse_elasticache(c, n, &s->elasticache);
 	if ((n = ymap_get(m, "local")) != NULL && !ynode_is_null(n))
 		parse_local(c, n, &s->local, sn);
+	if ((n = ymap_get(m, "failover_drill")) != NULL && !ynode_is_null(n))
+		parse_drill(c, n, s, sn);
 }
 
 static void
@@ -874,6 +903,10 @@ spec_hash(const struct cluster_spec *s)
 	h = hash_list(h, &s->elasticache.preferred_availability_zones);
 	h = hash_int(h, (int64_t)s->local.maxmemory);
 	h = hash_int(h, s->local.persistence);
+	if (s->failover_drill) {
+		h = hash_int(h, s->failover_drill_window.start);
+		h = hash_int(h, s->failover_drill_window.len);
+	}
 	return h;
 }
 

@@ -77,6 +77,8 @@ struct cluster_spec {
 	struct kvlist	 tags;
 	struct spec_elasticache elasticache;
 	struct spec_local local;
+	bool		 failover_drill;	/* failover_drill: given */
+	struct window	 failover_drill_window;
 
 	uint64_t	 generation;	/* hash of the canonical form */
 	int		 refs;		/* spec_hold()/spec_free() */

@@ -91,6 +91,9 @@ spec_to_json(const struct cluster_spec *s)
 	    json_boolean(s->final_snapshot));
 	json_object_set_new(j, "maintenance_window",
 	    window_json(&s->maintenance_window));
+	if (s->failover_drill)
+		json_object_set_new(j, "failover_drill", json_pack("{s:o}",
+		    "window", window_json(&s->failover_drill_window)));
 	json_object_set_new(j, "apply_immediately",
 	    json_boolean(s->apply_immediately));
 	json_object_set_new(j, "parameters", kv_json(&s->parameters));

@@ -17,6 +17,7 @@ static const char *const kind_names[] = {
 	[STEP_MODIFY] = "modify",
 	[STEP_REPLACE] = "needs-replacement",
 	[STEP_DELETE] = "delete",
+	[STEP_FAILOVER_DRILL] = "failover-drill",
 };
 
 const char *
@@ -243,6 +244,12 @@ plan_compute(const struct cluster_spec *spec, const struct observed *o,
 		s->from = o->replicas_per_node_group;
 		s->to = want_r;
 	}
+	/* A drill only runs on a group with nothing else to do. */
+	if (p->n == 0 && o->state == OBS_AVAILABLE &&
+	    o->drill_node_group != NULL) {
+		s = plan_add(p, STEP_FAILOVER_DRILL);
+		step_change(s, "node_group", "", o->drill_node_group, true);
+	}
 }
 
 void
@@ -330,6 +337,10 @@ plan_format(const struct plan *p, struct strbuf *sb)
 			strbuf_printf(sb, "  - delete cluster%s\n",
 			    s->final_snapshot ? " (final snapshot first)" : "");
 			break;
+		case STEP_FAILOVER_DRILL:
+			strbuf_printf(sb, "  ~ failover drill on node group %s\n",
+			    s->nchanges ? s->changes[0].to : "?");
+			break;
 		}
 	}
 }
@@ -346,7 +357,7 @@ plan_to_json(const struct plan *p)
 		j = json_pack("{s:s, s:b}", "action", kind_names[s->kind],
 		    "deferred", s->deferred);
 		if (s->kind != STEP_MODIFY && s->kind != STEP_REPLACE &&
-		    s->kind != STEP_DELETE) {
+		    s->kind != STEP_DELETE && s->kind != STEP_FAILOVER_DRILL) {
 			json_object_set_new(j, "from", json_integer(s->from));
 			json_object_set_new(j, "to", json_integer(s->to));
 		}

@@ -28,6 +28,7 @@ enum step_kind {
 	STEP_MODIFY,
 	STEP_REPLACE,		/* reported only, never carried out */
 	STEP_DELETE,
+	STEP_FAILOVER_DRILL,	/* a backend's scheduled TestFailover */
 };
 
 struct change {

@@ -419,6 +419,10 @@ call_answered(struct http_response *resp, void *arg)
 			c->api->cstate = CREDS_NONE;
 		res.cls = EC_ERR_TRANSIENT;
 	}
+	/* For TestFailover this code is AWS's 24-hour drill limit. */
+	if (strcmp(c->action, "TestFailover") == 0 &&
+	    strcmp(res.aws.code, "APICallRateForCustomerExceeded") == 0)
+		res.cls = EC_ERR_TERMINAL;
 	if ((res.cls == EC_ERR_THROTTLE || res.cls == EC_ERR_TRANSIENT ||
 	    res.cls == EC_ERR_UNKNOWN) && c->attempt + 1 < ECAPI_MAX_ATTEMPTS) {
 		log_debug("elasticache: %s: %s (%s)", c->action, res.aws.code,

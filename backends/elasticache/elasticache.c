@@ -20,6 +20,7 @@
  */
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -45,6 +46,8 @@
 #define MEMBER_TTL_MS		600000	/* member details, while steady */
 #define EVENTS_KEPT		20
 #define TOKEN_MAX		128
+#define DRILLS_PER_DAY		15	/* AWS: node groups per rolling 24 h */
+#define DRILL_RESULTS		10
 
 struct ec_ctx {
 	struct event_base	*base;
@@ -62,6 +65,10 @@ struct ec_ctx {
 	struct ecapi_call	*fleet_call;
 	struct eccl		**waiters;
 	size_t			 nwaiters;
+
+	/* When this daemon's drills called TestFailover (UTC seconds). */
+	int64_t			 drill_times[4 * DRILLS_PER_DAY];
+	size_t			 ndrill_times;
 };
 
 enum op {
@@ -104,11 +111,24 @@ struct eccl {
 	uint64_t		 requested_gen;
 	uint64_t		 terminal_gen;
 	char			*terminal_msg;
-	int			 failovers;
+
+	/* Failover drills (spec.failover_drill), kept in STATE_DIR. */
+	int64_t			 drill_occ;	/* window start, epoch min */
+	struct strlist		 drill_done;	/* node groups drilled */
+	char			*drill_running;	/* node group, or NULL */
+	int64_t			 drill_started_s;
+	int64_t			 drill_ev_start_ms;	/* from events */
+	int64_t			 drill_ev_ms;	/* measured by events */
+	int64_t			 drills[DRILLS_PER_DAY];	/* start times */
+	json_t			*drill_results;	/* last DRILL_RESULTS */
+	char			*drill_paused;	/* why no drill runs now */
 };
 
 static struct ec_ctx	*shared;
 static void		 observe_rg(struct eccl *);
+static int		 shared_drills_today(void);
+static void		 shared_drill_add(int64_t);
+static void		 drill_load(struct eccl *);
 static void		 fleet_start(struct ec_ctx *);
 
 /* --- small helpers ----------------------------------------------------- */
@@ -244,6 +264,38 @@ ctx_put(struct ec_ctx *c)
 	shared = NULL;
 }
 
+static void
+shared_drill_add(int64_t t)
+{
+	struct ec_ctx	*c = shared;
+	size_t		 i;
+
+	if (c == NULL || t == 0)
+		return;
+	for (i = 0; i < c->ndrill_times; i++)
+		if (c->drill_times[i] == t)
+			return;
+	if (c->ndrill_times == nitems(c->drill_times)) {
+		memmove(c->drill_times, c->drill_times + 1,
+		    (c->ndrill_times - 1) * sizeof *c->drill_times);
+		c->ndrill_times--;
+	}
+	c->drill_times[c->ndrill_times++] = t;
+}
+
+static int
+shared_drills_today(void)
+{
+	int64_t	 since = clock_wall_s() - 86400;
+	size_t	 i;
+	int	 n = 0;
+
+	for (i = 0; shared != NULL && i < shared->ndrill_times; i++)
+		if (shared->drill_times[i] > since)
+			n++;
+	return n;
+}
+
 /* --- completing the backend's calls ------------------------------------ */
 
 static void
@@ -326,6 +378,9 @@ ec_attach(const struct backend_env *env, const char *name)
 	cl->done_ev = evtimer_new(env->base, done_fire, cl);
 	cl->events = json_array();
 	cl->dirty = true;	/* the first look is at this group alone */
+	drill_load(cl);
+	for (size_t i = 0; i < DRILLS_PER_DAY; i++)
+		shared_drill_add(cl->drills[i]);
 	return cl;
 }
 
@@ -367,6 +422,10 @@ ec_detach(void *arg)
 	json_decref(cl->events);
 	kvlist_free(&cl->requested);
 	free(cl->terminal_msg);
+	strlist_free(&cl->drill_done);
+	free(cl->drill_running);
+	free(cl->drill_paused);
+	json_decref(cl->drill_results);
 	free(cl->name);
 	ctx_put(cl->ctx);
 	free(cl);
@@ -405,6 +464,217 @@ rg_state(const struct ec_rg *rg)
 	if (strcmp(s, "available") == 0)
 		return rg_steady(rg) ? OBS_AVAILABLE : OBS_MODIFYING;
 	return OBS_MODIFYING;		/* modifying, snapshotting, ... */
+}
+
+/* --- failover drills --------------------------------------------------- */
+
+/* Milliseconds since the epoch of an ISO 8601 time with fractions. */
+static int64_t
+iso_ms(const char *s)
+{
+	int64_t		 t = ecapi_parse_iso8601(s), ms = 0;
+	const char	*dot;
+	int		 k;
+
+	if (t < 0)
+		return -1;
+	if ((dot = strchr(s, '.')) != NULL)
+		for (k = 0, dot++; k < 3; k++)
+			ms = ms * 10 + (isdigit((unsigned char)*dot) ?
+			    *dot++ - '0' : 0);
+	return t * 1000 + ms;
+}
+
+static char *
+drill_path(struct eccl *cl)
+{
+	char	*p;
+
+	xasprintf(&p, "%s/elasticache/%s.json", cl->ctx->conf->state_dir,
+	    cl->name);
+	return p;
+}
+
+static void
+drill_save(struct eccl *cl)
+{
+	json_t	*j = json_object(), *done = json_array(), *hist = json_array();
+	char	*path = drill_path(cl), *dir, *text;
+	size_t	 i;
+
+	for (i = 0; i < cl->drill_done.n; i++)
+		json_array_append_new(done, json_string(cl->drill_done.v[i]));
+	for (i = 0; i < DRILLS_PER_DAY; i++)
+		if (cl->drills[i] != 0)
+			json_array_append_new(hist, json_integer(cl->drills[i]));
+	json_object_set_new(j, "drill_window_start_min",
+	    json_integer(cl->drill_occ));
+	json_object_set_new(j, "drilled", done);
+	json_object_set_new(j, "drill_times", hist);
+	json_object_set(j, "results", cl->drill_results);
+	text = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
+	dir = xstrdup(path);
+	*strrchr(dir, '/') = '\0';
+	if (mkdir_p(dir, 0700) != 0 || file_write_atomic(path, text,
+	    strlen(text), 0600, 1) != 0)
+		log_cluster(LOG_LEVEL_WARNING, cl->name, "cannot save %s",
+		    path);
+	free(text);
+	free(dir);
+	free(path);
+	json_decref(j);
+}
+
+static void
+drill_load(struct eccl *cl)
+{
+	char	*path = drill_path(cl);
+	json_t	*j = json_load_file(path, 0, NULL), *v;
+	size_t	 i, k = 0;
+
+	free(path);
+	cl->drill_results = json_array();
+	if (j == NULL)
+		return;
+	cl->drill_occ = json_integer_value(json_object_get(j,
+	    "drill_window_start_min"));
+	json_array_foreach(json_object_get(j, "drilled"), i, v)
+		if (json_is_string(v))
+			strlist_add(&cl->drill_done, json_string_value(v));
+	json_array_foreach(json_object_get(j, "drill_times"), i, v)
+		if (k < DRILLS_PER_DAY)
+			cl->drills[k++] = json_integer_value(v);
+	if (json_is_array(json_object_get(j, "results")))
+		json_array_extend(cl->drill_results,
+		    json_object_get(j, "results"));
+	json_decref(j);
+}
+
+/* Drills in the last 24 hours, by every cluster of this daemon: AWS's
+ * limit is the account's. */
+static int
+drills_today(struct eccl *cl)
+{
+	(void)cl;
+	return shared_drills_today();
+}
+
+static json_t *
+drill_json(struct eccl *cl)
+{
+	char	 w[40];
+	json_t	*j, *done = json_array();
+	size_t	 i;
+
+	window_format(&cl->spec->failover_drill_window, w, sizeof w);
+	for (i = 0; i < cl->drill_done.n; i++)
+		json_array_append_new(done, json_string(cl->drill_done.v[i]));
+	j = json_pack("{s:s, s:o, s:O, s:i}", "window", w, "drilled", done,
+	    "results", cl->drill_results, "in_last_24h", drills_today(cl));
+	if (cl->drill_running != NULL)
+		json_object_set_new(j, "running", json_string(
+		    cl->drill_running));
+	if (cl->drill_paused != NULL)
+		json_object_set_new(j, "paused", json_string(cl->drill_paused));
+	return j;
+}
+
+/* Events say when AWS started and finished a failover. */
+static void
+drill_event(struct eccl *cl, const struct ec_event *e)
+{
+	if (e->message == NULL || e->date == NULL || cl->drill_running == NULL)
+		return;
+	if (strncmp(e->message, "Test Failover API called", 24) == 0)
+		cl->drill_ev_start_ms = iso_ms(e->date);
+	else if (strncmp(e->message, "Failover from primary", 21) == 0 &&
+	    strstr(e->message, "completed") != NULL &&
+	    cl->drill_ev_start_ms > 0)
+		cl->drill_ev_ms = iso_ms(e->date) - cl->drill_ev_start_ms;
+}
+
+/* The drill on the running node group is over: the group is available. */
+static void
+drill_finished(struct eccl *cl, const char *result)
+{
+	int64_t		 ms = cl->drill_ev_ms > 0 ? cl->drill_ev_ms :
+	    (clock_wall_s() - cl->drill_started_s) * 1000;
+	char		 when[32];
+
+	format_rfc3339(cl->drill_started_s, when, sizeof when);
+	json_array_append_new(cl->drill_results, json_pack("{s:s, s:s, s:f, "
+	    "s:s, s:b}", "node_group", cl->drill_running, "started_at", when,
+	    "duration_s", (double)ms / 1000.0, "result", result,
+	    "duration_from_events", cl->drill_ev_ms > 0));
+	while (json_array_size(cl->drill_results) > DRILL_RESULTS)
+		json_array_remove(cl->drill_results, 0);
+	log_cluster(LOG_LEVEL_NOTICE, cl->name, "failover drill on node "
+	    "group %s: %s in %.1f s", cl->drill_running, result,
+	    (double)ms / 1000.0);
+	strlist_add(&cl->drill_done, cl->drill_running);
+	free(cl->drill_running);
+	cl->drill_running = NULL;
+	cl->drill_ev_ms = cl->drill_ev_start_ms = 0;
+	drill_save(cl);
+}
+
+static bool
+drilled(struct eccl *cl, const char *ng)
+{
+	size_t	 i;
+
+	for (i = 0; i < cl->drill_done.n; i++)
+		if (strcmp(cl->drill_done.v[i], ng) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * Whether a drill is due now: inside the window, once per window, one
+ * node group at a time, each only once the group is available again.
+ */
+static const char *
+drill_due(struct eccl *cl, const struct ec_rg *rg, enum obs_state st)
+{
+	const struct window	*w = &cl->spec->failover_drill_window;
+	int64_t			 now = clock_wall_s(), mow, occ;
+	size_t			 i;
+
+	if (!cl->spec->failover_drill)
+		return NULL;
+	if (cl->drill_running != NULL) {
+		if (st == OBS_AVAILABLE)
+			drill_finished(cl, "completed");
+		else
+			return NULL;
+	}
+	free(cl->drill_paused);
+	cl->drill_paused = NULL;
+	if (st != OBS_AVAILABLE || !window_contains(w, now))
+		return NULL;
+	/* Minutes since Sunday 00:00 UTC (the epoch was a Thursday). */
+	mow = (now / 60 + 4 * WINDOW_DAY_MIN) % WINDOW_WEEK_MIN;
+	occ = now / 60 - ((mow - w->start + WINDOW_WEEK_MIN) %
+	    WINDOW_WEEK_MIN);
+	if (occ != cl->drill_occ) {
+		strlist_free(&cl->drill_done);
+		memset(&cl->drill_done, 0, sizeof cl->drill_done);
+		cl->drill_occ = occ;
+		drill_save(cl);
+	}
+	for (i = 0; i < rg->ngroups; i++) {
+		const struct ec_node_group *g = &rg->groups[i];
+		if (g->id == NULL || drilled(cl, g->id) || g->nmembers < 2)
+			continue;
+		if (drills_today(cl) >= DRILLS_PER_DAY) {
+			xasprintf(&cl->drill_paused, "AWS allows TestFailover "
+			    "on %d node groups per rolling 24 hours; the "
+			    "drill waits", DRILLS_PER_DAY);
+			return NULL;
+		}
+		return g->id;
+	}
+	return NULL;
 }
 
 static json_t *
@@ -456,8 +726,8 @@ endpoints_json(struct eccl *cl, const struct ec_rg *rg)
 		    json_string(cl->member_pending.values[i]));
 	json_object_set_new(j, "pending_modified_values", pend);
 	json_object_set(j, "events", cl->events);
-	json_object_set_new(j, "failover_drills", json_integer(
-	    cl->failovers));
+	if (cl->spec != NULL && cl->spec->failover_drill)
+		json_object_set_new(j, "failover_drill", drill_json(cl));
 	return j;
 }
 
@@ -528,6 +798,8 @@ observe_finish(struct eccl *cl)
 	    cl->terminal_gen == s->generation)
 		o->message = xstrdup(cl->terminal_msg);
 	strbuf_free(&msg);
+	if ((pv = drill_due(cl, rg, o->state)) != NULL)
+		o->drill_node_group = xstrdup(pv);
 	o->endpoints = endpoints_json(cl, rg);
 	if (o->state == OBS_AVAILABLE && !kvlist_get(&cl->rg.pending,
 	    "AutomaticFailoverStatus"))
@@ -562,9 +834,7 @@ events_done(const struct ecapi_result *r, void *arg)
 				continue;
 			log_cluster(LOG_LEVEL_INFO, cl->name, "aws event: %s",
 			    e->message ? e->message : "");
-			if (e->message != NULL && strstr(e->message,
-			    "Failover") != NULL)
-				cl->failovers++;
+			drill_event(cl, e);
 			json_array_append_new(cl->events, json_pack(
 			    "{s:s?, s:s?}", "date", e->date, "message",
 			    e->message));
@@ -890,6 +1160,19 @@ mutated(const struct ecapi_result *r, void *arg)
 	cl->call = NULL;
 	cl->dirty = true;
 	cl->member_at_ms = 0;
+	if (cl->step->kind == STEP_FAILOVER_DRILL && r->err != 0) {
+		char *res;
+
+		log_cluster(LOG_LEVEL_WARNING, cl->name, "failover drill on "
+		    "node group %s: %s", cl->drill_running ? cl->drill_running :
+		    "?", r->message);
+		xasprintf(&res, "failed: %s", r->message);
+		if (cl->drill_running != NULL)
+			drill_finished(cl, res);
+		free(res);
+		finish(cl, 0, NULL);
+		return;
+	}
 	if (r->err == 0 || r->cls == EC_ERR_NO_CHANGE) {
 		finish(cl, 0, NULL);
 		return;
@@ -1146,6 +1429,22 @@ apply_send(struct eccl *cl)
 			finish(cl, r, cause);
 			return;
 		}
+		break;
+	case STEP_FAILOVER_DRILL:
+		action = "TestFailover";
+		kvlist_add(&p, "ReplicationGroupId", s->name);
+		kvlist_add(&p, "NodeGroupId", st->changes[0].to);
+		free(cl->drill_running);
+		cl->drill_running = xstrdup(st->changes[0].to);
+		cl->drill_started_s = clock_wall_s();
+		cl->drill_ev_ms = cl->drill_ev_start_ms = 0;
+		memmove(cl->drills, cl->drills + 1, (DRILLS_PER_DAY - 1) *
+		    sizeof *cl->drills);
+		cl->drills[DRILLS_PER_DAY - 1] = cl->drill_started_s;
+		shared_drill_add(cl->drill_started_s);
+		drill_save(cl);
+		log_cluster(LOG_LEVEL_NOTICE, cl->name, "failover drill: "
+		    "TestFailover on node group %s", cl->drill_running);
 		break;
 	case STEP_DELETE:
 		action = "DeleteReplicationGroup";

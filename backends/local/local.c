@@ -820,6 +820,7 @@ local_apply(void *arg, const struct cluster_spec *spec,
 		if ((r = step_delete(lc, step, &cause)) == 1)
 			return;
 		break;
+	case STEP_FAILOVER_DRILL:	/* not scheduled by this backend */
 	case STEP_ADD_SHARDS:
 	case STEP_REMOVE_SHARDS:
 	case STEP_REPLACE:

@@ -290,6 +290,7 @@ test_apply(void *arg, const struct cluster_spec *spec,
 		c->obs.state = OBS_DELETING;
 		break;
 	case STEP_REPLACE:
+	case STEP_FAILOVER_DRILL:
 		break;
 	}
 	if (c->settle == NULL)

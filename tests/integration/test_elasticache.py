@@ -422,5 +422,46 @@ class ElastiCacheTest(DaemonTest):
         self.assertNotIn("test-token", d.log())
 
 
+    def test_failover_drill_once_per_window(self):
+        days = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
+
+        def at(t):
+            g = time.gmtime(t)
+            return "%s:%02d:%02d" % (days[(g.tm_wday + 1) % 7], g.tm_hour,
+                                     g.tm_min)
+        now = time.time()
+        window = "%s-%s" % (at(now - 300), at(now + 3900))
+        d = self.start()
+        d.write("web.yaml", self.group_spec(extra="""
+            cluster_mode: {enabled: true, num_node_groups: 2,
+                           replicas_per_node_group: 1}
+            maintenance_window: "%s"
+            failover_drill: {window: "%s"}
+        """ % (at(now + 3 * 86400) + "-" + at(now + 3 * 86400 + 3600),
+               window)))
+        st = wait_for(lambda: len(self.d.status("web")["endpoints"].get(
+            "failover_drill", {}).get("results", [])) == 2 and
+            self.d.status("web"), 60, what="two drills recorded")
+        drill = st["endpoints"]["failover_drill"]
+        self.assertEqual(sorted(drill["drilled"]), ["0001", "0002"])
+        for r in drill["results"]:
+            self.assertEqual(r["result"], "completed")
+            self.assertTrue(r["duration_from_events"])
+            self.assertGreater(r["duration_s"], 0)
+        calls = self.emu.requests("TestFailover")
+        self.assertEqual([c["params"]["NodeGroupId"] for c in calls],
+                         ["0001", "0002"])
+        # One node group at a time: the second only after the first was
+        # back to available.
+        self.assertGreater(calls[1]["time"] - calls[0]["time"], 0.2)
+        # Once per window, also across a daemon restart.
+        d.stop()
+        d.start()
+        self.wait_synced()
+        time.sleep(4.5)
+        self.assertEqual(len(self.emu.requests("TestFailover")), 2)
+        self.no_busy_errors()
+
+
 if __name__ == "__main__":
     cklib.main()
