@@ -71,6 +71,11 @@ observed_free(struct observed *o)
 	kvlist_free(&o->parameters);
 	free(o->parameter_group);
 	free(o->drill_node_group);
+	free(o->kms_key_id);
+	free(o->subnet_group);
+	strlist_free(&o->security_groups);
+	free(o->topic_arn);
+	kvlist_free(&o->tags);
 	json_decref(o->endpoints);
 	free(o->message);
 	free(o);

@@ -55,6 +55,15 @@ struct observed {
 	bool		 defers_disruptive;
 	/* A failover drill is due on this node group now (or NULL). */
 	char		*drill_node_group;
+	/* What only some backends report; NULL or false: not compared. */
+	char		*kms_key_id;
+	char		*subnet_group;
+	bool		 has_security_groups;
+	struct strlist	 security_groups;
+	bool		 has_topic;
+	char		*topic_arn;
+	bool		 has_tags;
+	struct kvlist	 tags;
 	json_t		*endpoints;	/* owned; may be NULL */
 	char		*message;	/* backend's own words, or NULL */
 };

@@ -97,6 +97,49 @@ change_window(struct plan_step *s, const char *field,
 	step_change(s, field, a, b, false);
 }
 
+static bool
+str_same(const char *a, const char *b)
+{
+	return a != NULL && b != NULL && strcmp(a, b) == 0;
+}
+
+/* "7.1.0" -> {7, 1, 0}; missing parts and "x" are -1. */
+static void
+version_parts(const char *v, int out[3])
+{
+	int	 i;
+
+	for (i = 0; i < 3; i++)
+		out[i] = -1;
+	for (i = 0; i < 3 && v != NULL && *v != '\0'; i++) {
+		if (*v >= '0' && *v <= '9')
+			out[i] = (int)strtol(v, (char **)&v, 10);
+		else
+			break;
+		if (*v != '.')
+			break;
+		v++;
+	}
+}
+
+bool
+engine_version_downgrade(const char *want, const char *have)
+{
+	int	 w[3], h[3], i;
+
+	if (want == NULL || have == NULL)
+		return false;
+	version_parts(want, w);
+	version_parts(have, h);
+	for (i = 0; i < 3; i++) {
+		if (w[i] < 0 || h[i] < 0)
+			return false;
+		if (w[i] != h[i])
+			return w[i] < h[i];
+	}
+	return false;
+}
+
 /* Fields that cannot change in place. Returns true if any. */
 static bool
 plan_replacements(const struct cluster_spec *spec, const struct observed *o,
@@ -113,6 +156,18 @@ plan_replacements(const struct cluster_spec *spec, const struct observed *o,
 		step_change(&tmp, "enable_at_rest_encryption",
 		    yesno(o->at_rest_encryption),
 		    yesno(spec->at_rest_encryption), true);
+	if (engine_version_downgrade(spec->engine_version, o->engine_version))
+		step_change(&tmp, "engine_version (a downgrade)",
+		    o->engine_version, spec->engine_version, true);
+	if (spec->elasticache.kms_key_id != NULL && o->at_rest_encryption &&
+	    !str_same(o->kms_key_id, spec->elasticache.kms_key_id))
+		step_change(&tmp, "elasticache.kms_key_id", o->kms_key_id,
+		    spec->elasticache.kms_key_id, true);
+	if (spec->elasticache.subnet_group_name != NULL &&
+	    o->subnet_group != NULL &&
+	    strcmp(o->subnet_group, spec->elasticache.subnet_group_name) != 0)
+		step_change(&tmp, "elasticache.subnet_group_name",
+		    o->subnet_group, spec->elasticache.subnet_group_name, true);
 	if (tmp.nchanges == 0)
 		return false;
 	*plan_add(p, STEP_REPLACE) = tmp;
@@ -134,6 +189,72 @@ plan_parameters(const struct cluster_spec *spec, const struct observed *o,
 	}
 }
 
+static char *
+join(const struct strlist *l)
+{
+	struct strbuf	 sb;
+	size_t		 i;
+
+	strbuf_init(&sb);
+	for (i = 0; i < l->n; i++)
+		strbuf_printf(&sb, "%s%s", i ? "," : "", l->v[i]);
+	if (sb.s == NULL)
+		strbuf_add(&sb, "", 0);
+	return strbuf_detach(&sb);
+}
+
+static bool
+same_set(const struct strlist *a, const struct strlist *b)
+{
+	size_t	 i, k;
+
+	if (a->n != b->n)
+		return false;
+	for (i = 0; i < a->n; i++) {
+		for (k = 0; k < b->n; k++)
+			if (strcmp(a->v[i], b->v[k]) == 0)
+				break;
+		if (k == b->n)
+			return false;
+	}
+	return true;
+}
+
+/* Settings only some backends report (security groups, topic, tags). */
+static void
+plan_backend_fields(const struct cluster_spec *spec, const struct observed *o,
+    struct plan_step *m)
+{
+	const struct spec_elasticache *e = &spec->elasticache;
+	const char	*have;
+	char		*a, *b;
+	size_t		 i;
+
+	if (o->has_security_groups && e->security_group_ids.n > 0 &&
+	    !same_set(&o->security_groups, &e->security_group_ids)) {
+		a = join(&o->security_groups);
+		b = join(&e->security_group_ids);
+		step_change(m, "elasticache.security_group_ids", a, b, false);
+		free(a);
+		free(b);
+	}
+	if (o->has_topic && e->notification_topic_arn != NULL &&
+	    !str_same(o->topic_arn, e->notification_topic_arn))
+		step_change(m, "elasticache.notification_topic_arn",
+		    o->topic_arn, e->notification_topic_arn, false);
+	for (i = 0; o->has_tags && i < spec->tags.n; i++) {
+		have = kvlist_get(&o->tags, spec->tags.keys[i]);
+		if (have != NULL && strcmp(have, spec->tags.values[i]) == 0)
+			continue;
+		xasprintf(&a, "%s=%s", spec->tags.keys[i], have ? have : "");
+		xasprintf(&b, "%s=%s", spec->tags.keys[i],
+		    spec->tags.values[i]);
+		step_change(m, "tags", have ? a : NULL, b, false);
+		free(a);
+		free(b);
+	}
+}
+
 /* The combined modification of settings; disruptive parts may wait. */
 static void
 plan_modify(const struct cluster_spec *spec, const struct observed *o,
@@ -147,7 +268,8 @@ plan_modify(const struct cluster_spec *spec, const struct observed *o,
 	in_window = spec->apply_immediately || o->defers_disruptive ||
 	    window_contains(&spec->maintenance_window, now);
 	d = in_window ? &now_s : &later;
-	if (!engine_version_matches(spec->engine_version, o->engine_version))
+	if (!engine_version_matches(spec->engine_version, o->engine_version) &&
+	    !engine_version_downgrade(spec->engine_version, o->engine_version))
 		step_change(d, "engine_version", o->engine_version,
 		    spec->engine_version, true);
 	if (!type_done && o->instance_type != NULL &&
@@ -174,6 +296,7 @@ plan_modify(const struct cluster_spec *spec, const struct observed *o,
 	if (o->multi_az != spec->multi_az)
 		step_change(&now_s, "enable_multi_az", yesno(o->multi_az),
 		    yesno(spec->multi_az), false);
+	plan_backend_fields(spec, o, &now_s);
 	if (now_s.nchanges > 0)
 		*plan_add(p, STEP_MODIFY) = now_s;
 	if (later.nchanges > 0) {

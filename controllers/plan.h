@@ -70,5 +70,7 @@ json_t	*plan_to_json(const struct plan *);
 const char *step_kind_name(enum step_kind);
 /* Whether an engine version as written in a spec matches an actual one. */
 bool	 engine_version_matches(const char *want, const char *have);
+/* Whether going from have to want would lower the engine version. */
+bool	 engine_version_downgrade(const char *want, const char *have);
 
 #endif

@@ -405,6 +405,7 @@ parse_cc(const xmlNode *c, struct ec_cc *cc)
 	    "CacheParameterGroupName");
 	cc->topic_arn = text(child(c, "NotificationConfiguration"),
 	    "TopicArn");
+	cc->subnet_group = text(c, "CacheSubnetGroupName");
 	for (m = first_of(c, "SecurityGroups"); m != NULL; m = m->next) {
 		char *id;
 
@@ -458,6 +459,7 @@ ec_cc_page_free(struct ec_cc_page *p)
 		free(c->maintenance_window);
 		free(c->param_group);
 		free(c->topic_arn);
+		free(c->subnet_group);
 		strlist_free(&c->security_groups);
 		kvlist_free(&c->pending);
 	}

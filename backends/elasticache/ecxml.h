@@ -101,6 +101,7 @@ struct ec_cc {
 	char		*maintenance_window;	/* PreferredMaintenanceWindow */
 	char		*param_group;	/* CacheParameterGroupName */
 	char		*topic_arn;	/* NotificationConfiguration */
+	char		*subnet_group;	/* CacheSubnetGroupName */
 	struct strlist	 security_groups;	/* SecurityGroupId */
 	struct kvlist	 pending;	/* PendingModifiedValues, flat */
 };

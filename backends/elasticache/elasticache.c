@@ -102,12 +102,19 @@ struct eccl {
 	char			*engine_version;	/* from a member */
 	char			*maintenance_window;
 	char			*param_group;
+	char			*subnet_group;
+	char			*topic_arn;
+	struct strlist		 security_groups;
+	bool			 have_tags;
+	struct kvlist		 tags;
 	struct kvlist		 member_pending;
 	uint64_t		 member_at_ms;
 	size_t			 gate_next;	/* member being checked */
 	char			*events_since;	/* ISO 8601 */
 	json_t			*events;	/* last EVENTS_KEPT */
 	struct kvlist		 requested;	/* field -> value, this gen */
+	struct kvlist		 tagp;		/* AddTagsToResource first */
+	struct kvlist		 modp;		/* then this modification */
 	uint64_t		 requested_gen;
 	uint64_t		 terminal_gen;
 	char			*terminal_msg;
@@ -417,10 +424,16 @@ ec_detach(void *arg)
 	free(cl->engine_version);
 	free(cl->maintenance_window);
 	free(cl->param_group);
+	free(cl->subnet_group);
+	free(cl->topic_arn);
+	strlist_free(&cl->security_groups);
+	kvlist_free(&cl->tags);
 	kvlist_free(&cl->member_pending);
 	free(cl->events_since);
 	json_decref(cl->events);
 	kvlist_free(&cl->requested);
+	kvlist_free(&cl->tagp);
+	kvlist_free(&cl->modp);
 	free(cl->terminal_msg);
 	strlist_free(&cl->drill_done);
 	free(cl->drill_running);
@@ -776,6 +789,22 @@ observe_finish(struct eccl *cl)
 		kvlist_add(&o->parameters, s->parameters.keys[i],
 		    s->parameters.values[i]);
 	o->defers_disruptive = true;
+	o->kms_key_id = rg->kms_key_id ? xstrdup(rg->kms_key_id) : NULL;
+	o->subnet_group = cl->subnet_group ? xstrdup(cl->subnet_group) : NULL;
+	if (cl->member_at_ms != 0) {
+		o->has_security_groups = true;
+		for (i = 0; i < cl->security_groups.n; i++)
+			strlist_add(&o->security_groups,
+			    cl->security_groups.v[i]);
+		o->has_topic = true;
+		o->topic_arn = cl->topic_arn ? xstrdup(cl->topic_arn) : NULL;
+	}
+	if (cl->have_tags) {
+		o->has_tags = true;
+		for (i = 0; i < cl->tags.n; i++)
+			kvlist_add(&o->tags, cl->tags.keys[i],
+			    cl->tags.values[i]);
+	}
 
 	/* What AWS holds for the maintenance window counts as done. */
 	strbuf_init(&msg);
@@ -875,6 +904,43 @@ events_start(struct eccl *cl)
 }
 
 static void
+tags_done(const struct ecapi_result *r, void *arg)
+{
+	struct eccl	*cl = arg;
+	char		*cause = NULL;
+
+	cl->call = NULL;
+	kvlist_free(&cl->tags);
+	memset(&cl->tags, 0, sizeof cl->tags);
+	cl->have_tags = r->err == 0 && ecxml_parse_tags(r->body, r->len,
+	    &cl->tags, &cause) == 0;
+	if (r->err != 0)
+		log_cluster(LOG_LEVEL_DEBUG, cl->name, "ListTagsForResource: "
+		    "%s", r->message);
+	free(cause);
+	events_start(cl);
+}
+
+/* Tags, for groups whose spec names any (one call, with the members'). */
+static void
+tags_start(struct eccl *cl)
+{
+	struct kvlist	 p;
+
+	/* AWS refuses tagging calls, listing too, while a group is busy. */
+	if (cl->spec->tags.n == 0 || cl->rg.arn == NULL ||
+	    !rg_steady(&cl->rg)) {
+		events_start(cl);
+		return;
+	}
+	memset(&p, 0, sizeof p);
+	kvlist_add(&p, "ResourceName", cl->rg.arn);
+	cl->call = ecapi_call(cl->ctx->api, "ListTagsForResource", &p,
+	    tags_done, cl);
+	kvlist_free(&p);
+}
+
+static void
 member_done(const struct ecapi_result *r, void *arg)
 {
 	struct eccl		*cl = arg;
@@ -907,10 +973,20 @@ member_done(const struct ecapi_result *r, void *arg)
 		for (i = 0; i < c->pending.n; i++)
 			kvlist_add(&cl->member_pending, c->pending.keys[i],
 			    c->pending.values[i]);
+		free(cl->subnet_group);
+		free(cl->topic_arn);
+		cl->subnet_group = c->subnet_group ? xstrdup(c->subnet_group) :
+		    NULL;
+		cl->topic_arn = c->topic_arn ? xstrdup(c->topic_arn) : NULL;
+		strlist_free(&cl->security_groups);
+		memset(&cl->security_groups, 0, sizeof cl->security_groups);
+		for (i = 0; i < c->security_groups.n; i++)
+			strlist_add(&cl->security_groups,
+			    c->security_groups.v[i]);
 		cl->member_at_ms = clock_mono_ms();
 	}
 	ec_cc_page_free(&page);
-	events_start(cl);
+	tags_start(cl);
 }
 
 /* We have the group: fill in what only members know, then events. */
@@ -1321,7 +1397,7 @@ revert_event(struct eccl *cl)
  */
 static int
 modify_build(struct eccl *cl, const struct plan_step *st, struct kvlist *p,
-    char **cause)
+    size_t *nmod, char **cause)
 {
 	const struct cluster_spec	*s = cl->spec;
 	struct strbuf			 again;
@@ -1334,23 +1410,57 @@ modify_build(struct eccl *cl, const struct plan_step *st, struct kvlist *p,
 		cl->requested_gen = s->generation;
 	}
 	strbuf_init(&again);
+	kvlist_free(&cl->tagp);
+	memset(&cl->tagp, 0, sizeof cl->tagp);
 	kvlist_add(p, "ReplicationGroupId", s->name);
 	for (i = 0; i < st->nchanges; i++) {
 		const struct change *c = &st->changes[i];
-		if ((param = modify_param(c->field)) == NULL)
-			continue;	/* node parameters: not on this backend */
-		kvlist_add(p, param, c->to);
-		n++;
-		prev = kvlist_get(&cl->requested, c->field);
+		char key[64];
+		if (strcmp(c->field, "tags") == 0) {
+			const char *eq = strchr(c->to, '=');
+			size_t t = cl->tagp.n / 2 + 1;
+			if (eq == NULL)
+				continue;
+			snprintf(key, sizeof key, "Tags.Tag.%zu.Key", t);
+			kvlist_add(&cl->tagp, key, "");
+			free(cl->tagp.values[cl->tagp.n - 1]);
+			cl->tagp.values[cl->tagp.n - 1] = xstrndup(c->to,
+			    (size_t)(eq - c->to));
+			snprintf(key, sizeof key, "Tags.Tag.%zu.Value", t);
+			kvlist_add(&cl->tagp, key, eq + 1);
+		} else if (strcmp(c->field,
+		    "elasticache.security_group_ids") == 0) {
+			size_t k;
+			for (k = 0; k < s->elasticache.security_group_ids.n;
+			    k++) {
+				snprintf(key, sizeof key, "SecurityGroupIds."
+				    "SecurityGroupId.%zu", k + 1);
+				kvlist_add(p, key,
+				    s->elasticache.security_group_ids.v[k]);
+			}
+			n++;
+		} else if (strcmp(c->field,
+		    "elasticache.notification_topic_arn") == 0) {
+			kvlist_add(p, "NotificationTopicArn", c->to);
+			n++;
+		} else if ((param = modify_param(c->field)) != NULL) {
+			kvlist_add(p, param, c->to);
+			n++;
+		} else
+			continue;	/* node parameters: not here */
+		prev = kvlist_get(&cl->requested, strcmp(c->field, "tags") ?
+		    c->field : c->to);
 		if (prev != NULL && strcmp(prev, c->to) == 0)
 			strbuf_printf(&again, "%s%s %s", again.len ? ", " : "",
 			    c->field, c->to);
 		else
-			kvlist_add(&cl->requested, c->field, c->to);
+			kvlist_add(&cl->requested, strcmp(c->field, "tags") ?
+			    c->field : c->to, c->to);
 	}
 	kvlist_add(p, "ApplyImmediately", s->apply_immediately ? "true" :
 	    "false");
-	if (n == 0) {
+	*nmod = n;
+	if (n == 0 && cl->tagp.n == 0) {
 		strbuf_free(&again);
 		return 1;	/* nothing this backend changes */
 	}
@@ -1383,6 +1493,24 @@ remove_shards(struct eccl *cl, const struct plan_step *st, struct kvlist *p)
 	}
 }
 
+/* The tags are set: the rest of the modification, if any. */
+static void
+tags_added(const struct ecapi_result *r, void *arg)
+{
+	struct eccl	*cl = arg;
+
+	cl->call = NULL;
+	if (r->err != 0 || cl->modp.n == 0) {
+		mutated(r, arg);
+		return;
+	}
+	log_cluster(LOG_LEVEL_INFO, cl->name, "ModifyReplicationGroup");
+	cl->call = ecapi_call(cl->ctx->api, "ModifyReplicationGroup",
+	    &cl->modp, mutated, cl);
+	kvlist_free(&cl->modp);
+	memset(&cl->modp, 0, sizeof cl->modp);
+}
+
 /* Everything is available: send the step's call. */
 static void
 apply_send(struct eccl *cl)
@@ -1394,6 +1522,7 @@ apply_send(struct eccl *cl)
 	char				*cause = NULL, stamp[32];
 	struct tm			 tm;
 	time_t				 now = time(NULL);
+	size_t				 nmod = 0;
 	int				 r;
 
 	memset(&p, 0, sizeof p);
@@ -1417,7 +1546,7 @@ apply_send(struct eccl *cl)
 		break;
 	case STEP_MODIFY:
 		action = "ModifyReplicationGroup";
-		if ((r = modify_build(cl, st, &p, &cause)) != 0) {
+		if ((r = modify_build(cl, st, &p, &nmod, &cause)) != 0) {
 			kvlist_free(&p);
 			if (r == 1) {
 				finish(cl, 0, NULL);
@@ -1427,6 +1556,22 @@ apply_send(struct eccl *cl)
 			cl->terminal_msg = xstrdup(cause);
 			cl->terminal_gen = s->generation;
 			finish(cl, r, cause);
+			return;
+		}
+		if (cl->tagp.n > 0) {
+			/* Tags first: tagging needs an available group. */
+			kvlist_free(&cl->modp);
+			cl->modp = p;
+			if (nmod == 0) {
+				kvlist_free(&cl->modp);
+				memset(&cl->modp, 0, sizeof cl->modp);
+			}
+			kvlist_add(&cl->tagp, "ResourceName", cl->rg.arn ?
+			    cl->rg.arn : "");
+			log_cluster(LOG_LEVEL_INFO, cl->name,
+			    "AddTagsToResource");
+			cl->call = ecapi_call(cl->ctx->api, "AddTagsToResource",
+			    &cl->tagp, tags_added, cl);
 			return;
 		}
 		break;

@@ -463,5 +463,57 @@ class ElastiCacheTest(DaemonTest):
         self.no_busy_errors()
 
 
+    def test_tags_security_groups_and_topic_converge(self):
+        d = self.start()
+        base = """
+            cluster_size: 2
+            tags: {%s}
+            elasticache:
+              security_group_ids: [%s]
+              %s
+        """
+        d.write("web.yaml", self.group_spec(extra=base % (
+            "team: web", "sg-0aaa", "")))
+        self.wait_synced()
+        self.edit(self.group_spec(extra=base % (
+            "team: payments, env: prod", "sg-0aaa, sg-0bbb",
+            "notification_topic_arn: arn:aws:sns:us-east-1:"
+            "123456789012:cache-events")))
+        self.wait_synced()
+        tags = self.emu.requests("AddTagsToResource")
+        self.assertEqual(len(tags), 1)
+        p = tags[0]["params"]
+        got = {p["Tags.Tag.%d.Key" % i]: p["Tags.Tag.%d.Value" % i]
+               for i in (1, 2)}
+        self.assertEqual(got, {"team": "payments", "env": "prod"})
+        mods = self.emu.requests("ModifyReplicationGroup")
+        self.assertEqual(len(mods), 1)
+        self.assertEqual(sorted(v for k, v in mods[0]["params"].items()
+                                if k.startswith("SecurityGroupIds.")),
+                         ["sg-0aaa", "sg-0bbb"])
+        self.assertEqual(mods[0]["params"]["NotificationTopicArn"],
+                         "arn:aws:sns:us-east-1:123456789012:cache-events")
+        # Converged: later resyncs change nothing.
+        time.sleep(4.5)
+        self.assertEqual(len(self.emu.requests("AddTagsToResource")), 1)
+        self.assertEqual(len(self.emu.requests("ModifyReplicationGroup")),
+                         1)
+        self.no_busy_errors()
+
+    def test_engine_downgrade_is_never_applied(self):
+        d = self.start()
+        d.write("web.yaml", self.group_spec(extra='engine_version: "7.1"\n'))
+        self.wait_synced()
+        self.edit(self.group_spec(extra='engine_version: "6.2"\n'
+                                  'apply_immediately: true\n'))
+        st = wait_for(lambda: self.d.status("web")["plan"]["steps"] and
+                      self.d.status("web"), 10, what="plan")
+        self.assertEqual(st["plan"]["steps"][0]["action"],
+                         "needs-replacement")
+        self.assertIn("need a new cluster", st["message"])
+        time.sleep(2.5)
+        self.assertEqual(self.emu.requests("ModifyReplicationGroup"), [])
+
+
 if __name__ == "__main__":
     cklib.main()

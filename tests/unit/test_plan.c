@@ -92,7 +92,8 @@ plan_words(const struct plan *p)
 		const struct plan_step *s = &p->steps[i];
 		strbuf_puts(&sb, step_kind_name(s->kind));
 		if (s->kind != STEP_MODIFY && s->kind != STEP_REPLACE &&
-		    s->kind != STEP_DELETE && s->kind != STEP_CREATE)
+		    s->kind != STEP_DELETE && s->kind != STEP_CREATE &&
+		    s->kind != STEP_FAILOVER_DRILL)
 			strbuf_printf(&sb, "(%d->%d)", s->from, s->to);
 		if (s->kind == STEP_CREATE)
 			strbuf_printf(&sb, "(%d)", s->to);
@@ -333,6 +334,73 @@ test_engine_version_matching(void **state)
 }
 
 static void
+test_engine_downgrade_needs_replacement(void **state)
+{
+	assert_true(engine_version_downgrade("6.2", "7.0.15"));
+	assert_true(engine_version_downgrade("7.0", "7.1.0"));
+	assert_false(engine_version_downgrade("7.x", "7.1.0"));
+	assert_false(engine_version_downgrade("7.1", "7.0.15"));
+	assert_false(engine_version_downgrade("7.0", "7.0.15"));
+	/* obs_like reports 7.0.15: asking for 6.2 is never applied. */
+	check_plan("  engine_version: \"6.2\"\n  apply_immediately: true\n",
+	    NULL, false, SAT_NOON, "needs-replacement[engine_version "
+	    "(a downgrade)]");
+}
+
+static void
+ec_fields(struct observed *o)
+{
+	o->defers_disruptive = true;
+	o->has_security_groups = true;
+	strlist_add(&o->security_groups, "sg-1");
+	o->has_topic = true;
+	o->has_tags = true;
+	kvlist_add(&o->tags, "team", "old");
+	free(o->engine_version);
+	o->engine_version = xstrdup("6.2.6");
+	o->subnet_group = xstrdup("old-subnets");
+	o->drill_node_group = xstrdup("0001");
+}
+
+static void
+test_backend_reported_fields(void **state)
+{
+	/* A backend that defers disruptive changes itself gets them at
+	 * once; settings only it reports are compared; fields it cannot
+	 * change are replacements; a drill waits for a quiet plan. */
+	check_plan("  engine_version: \"7.0\"\n  tags: {team: web, env: prod}\n"
+	    "  elasticache:\n    security_group_ids: [sg-1, sg-2]\n"
+	    "    notification_topic_arn: arn:aws:sns:us-east-1:1:t\n"
+	    "    subnet_group_name: new-subnets\n", ec_fields, false,
+	    SAT_NOON, "needs-replacement[elasticache.subnet_group_name] "
+	    "modify[engine_version,elasticache.security_group_ids,"
+	    "elasticache.notification_topic_arn,tags,tags]");
+}
+
+static void
+drill_only(struct observed *o)
+{
+	o->drill_node_group = xstrdup("0002");
+}
+
+static void
+drill_and_fewer(struct observed *o)
+{
+	drill_only(o);
+	o->replicas_per_node_group = 1;
+}
+
+static void
+test_failover_drill_step(void **state)
+{
+	check_plan("  cluster_size: 2\n", drill_only, false, SAT_NOON,
+	    "failover-drill[node_group]");
+	/* Not while anything else is to do. */
+	check_plan("  cluster_size: 3\n", drill_and_fewer, false, SAT_NOON,
+	    "add-replicas(1->2)");
+}
+
+static void
 test_plan_format(void **state)
 {
 	struct cluster_spec	*s = parse("  engine_version: \"7.0\"\n");
@@ -463,6 +531,9 @@ main(void)
 		cmocka_unit_test(test_replacement_fields_are_never_applied),
 		cmocka_unit_test(test_settings_in_one_modify),
 		cmocka_unit_test(test_engine_version_matching),
+		cmocka_unit_test(test_engine_downgrade_needs_replacement),
+		cmocka_unit_test(test_backend_reported_fields),
+		cmocka_unit_test(test_failover_drill_step),
 		cmocka_unit_test(test_plan_format),
 		cmocka_unit_test(test_reconciler_converges_with_test_backend),
 	};
