@@ -14,6 +14,7 @@
 #define RESYNC_DEFAULT_MS	60000	/* 60 s */
 #define FAILOVER_AFTER_MS	1500
 #define EC_POLL_INTERVAL_MS	30000
+#define EC_MAX_CALLS_PER_S	20
 
 static const char *const top_keys[] = {
 	"clusters_dir", "state_dir", "resync_interval", "log_level",
@@ -25,7 +26,8 @@ static const char *const local_keys[] = {
 	"instance_types", NULL
 };
 static const char *const elasticache_keys[] = {
-	"region", "endpoint", "profile", "poll_interval", NULL
+	"region", "endpoint", "profile", "poll_interval",
+	"max_calls_per_second", NULL
 };
 static const char *const level_names[] = {
 	"error", "warning", "notice", "info", "debug", NULL
@@ -99,6 +101,7 @@ dconf_new_defaults(void)
 	c->local.port_max = 17999;
 	c->local.failover_after_ms = FAILOVER_AFTER_MS;
 	c->elasticache.poll_interval_ms = EC_POLL_INTERVAL_MS;
+	c->elasticache.max_calls_per_second = EC_MAX_CALLS_PER_S;
 	for (i = 0; i < nitems(instance_type_defaults); i++)
 		kvlist_add(&c->local.instance_types,
 		    instance_type_defaults[i][0], instance_type_defaults[i][1]);
@@ -203,6 +206,7 @@ static void
 parse_elasticache(struct yctx *c, const struct ynode *m, struct dconf *d)
 {
 	const struct ynode	*n;
+	int64_t			 v;
 
 	if (ycheck_map(c, m, "elasticache", elasticache_keys) != 0)
 		return;
@@ -222,6 +226,10 @@ parse_elasticache(struct yctx *c, const struct ynode *m, struct dconf *d)
 	if ((n = ymap_get(m, "poll_interval")) != NULL)
 		yget_duration(c, n, "elasticache.poll_interval", 100, 3600000,
 		    &d->elasticache.poll_interval_ms);
+	if ((n = ymap_get(m, "max_calls_per_second")) != NULL &&
+	    yget_int(c, n, "elasticache.max_calls_per_second", 1, 1000,
+	    &v) == 0)
+		d->elasticache.max_calls_per_second = (int)v;
 }
 
 static void

@@ -37,6 +37,7 @@ struct dconf_elasticache {
 	char		*endpoint;
 	char		*profile;
 	uint64_t	 poll_interval_ms;	/* while a group is busy */
+	int		 max_calls_per_second;	/* the daemon's own limit */
 };
 
 struct dconf {

@@ -187,8 +187,9 @@ ecapi_new(struct event_base *base, const struct dconf *conf)
 		return NULL;
 	}
 	TAILQ_INIT(&a->queue);
-	bucket_init(&a->bucket, ECAPI_RATE, ECAPI_BURST, clock_mono_ms());
 	set_endpoint(a);
+	bucket_init(&a->bucket, conf->elasticache.max_calls_per_second,
+	    2.0 * conf->elasticache.max_calls_per_second, clock_mono_ms());
 	return a;
 }
 
@@ -197,6 +198,8 @@ ecapi_set_conf(struct ecapi *a, const struct dconf *conf)
 {
 	a->conf = conf;
 	set_endpoint(a);
+	a->bucket.rate = conf->elasticache.max_calls_per_second;
+	a->bucket.capacity = 2.0 * conf->elasticache.max_calls_per_second;
 }
 
 static void

@@ -30,8 +30,6 @@
 #define ECAPI_VERSION		"2015-02-02"
 #define ECAPI_MAX_ATTEMPTS	8	/* throttling and transient errors */
 #define ECAPI_TIMEOUT_MS	20000
-#define ECAPI_RATE		20.0	/* calls per second, steady */
-#define ECAPI_BURST		40.0
 
 struct event_base;
 struct dconf;

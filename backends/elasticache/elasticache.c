@@ -43,7 +43,8 @@
 #include "util.h"
 
 #define FLEET_PAGE		"100"	/* MaxRecords */
-#define MEMBER_TTL_MS		600000	/* member details, while steady */
+#define FLEET_BATCH		8	/* busy groups worth a fleet listing */
+#define MEMBER_TTL_MS		3600000	/* member details, while steady */
 #define EVENTS_KEPT		20
 #define TOKEN_MAX		128
 #define DRILLS_PER_DAY		15	/* AWS: node groups per rolling 24 h */
@@ -65,6 +66,7 @@ struct ec_ctx {
 	struct ecapi_call	*fleet_call;
 	struct eccl		**waiters;
 	size_t			 nwaiters;
+	size_t			 ndirty;	/* clusters being watched closely */
 
 	/* When this daemon's drills called TestFailover (UTC seconds). */
 	int64_t			 drill_times[4 * DRILLS_PER_DAY];
@@ -98,7 +100,8 @@ struct eccl {
 	struct observed		*obs;
 
 	/* What we remember. */
-	bool			 dirty;		/* changed by us: describe alone */
+	bool			 dirty;		/* changed by us: look closely */
+	uint64_t		 dirty_at_ms;
 	char			*engine_version;	/* from a member */
 	char			*maintenance_window;
 	char			*param_group;
@@ -108,7 +111,7 @@ struct eccl {
 	bool			 have_tags;
 	struct kvlist		 tags;
 	struct kvlist		 member_pending;
-	uint64_t		 member_at_ms;
+	uint64_t		 member_at_ms;	/* details valid until; 0: none */
 	size_t			 gate_next;	/* member being checked */
 	char			*events_since;	/* ISO 8601 */
 	json_t			*events;	/* last EVENTS_KEPT */
@@ -134,6 +137,7 @@ struct eccl {
 static struct ec_ctx	*shared;
 static void		 observe_rg(struct eccl *);
 static int		 shared_drills_today(void);
+static void		 set_dirty(struct eccl *, bool);
 static void		 shared_drill_add(int64_t);
 static void		 drill_load(struct eccl *);
 static void		 fleet_start(struct ec_ctx *);
@@ -303,6 +307,18 @@ shared_drills_today(void)
 	return n;
 }
 
+static void
+set_dirty(struct eccl *cl, bool dirty)
+{
+	if (dirty) {
+		cl->dirty_at_ms = clock_mono_ms();
+		if (!cl->dirty)
+			cl->ctx->ndirty++;
+	} else if (cl->dirty)
+		cl->ctx->ndirty--;
+	cl->dirty = dirty;
+}
+
 /* --- completing the backend's calls ------------------------------------ */
 
 static void
@@ -384,7 +400,7 @@ ec_attach(const struct backend_env *env, const char *name)
 	cl->name = xstrdup(name);
 	cl->done_ev = evtimer_new(env->base, done_fire, cl);
 	cl->events = json_array();
-	cl->dirty = true;	/* the first look is at this group alone */
+	set_dirty(cl, true);	/* the first look is at this group alone */
 	drill_load(cl);
 	for (size_t i = 0; i < DRILLS_PER_DAY; i++)
 		shared_drill_add(cl->drills[i]);
@@ -414,6 +430,7 @@ ec_detach(void *arg)
 
 	if (cl->waiting_fleet)
 		fleet_unwait(cl);
+	set_dirty(cl, false);
 	ecapi_cancel(cl->call);
 	event_free(cl->done_ev);
 	if (cl->have_rg)
@@ -832,7 +849,7 @@ observe_finish(struct eccl *cl)
 	o->endpoints = endpoints_json(cl, rg);
 	if (o->state == OBS_AVAILABLE && !kvlist_get(&cl->rg.pending,
 	    "AutomaticFailoverStatus"))
-		cl->dirty = false;
+		set_dirty(cl, false);
 	cl->obs = o;
 	finish(cl, 0, NULL);
 }
@@ -983,7 +1000,10 @@ member_done(const struct ecapi_result *r, void *arg)
 		for (i = 0; i < c->security_groups.n; i++)
 			strlist_add(&cl->security_groups,
 			    c->security_groups.v[i]);
-		cl->member_at_ms = clock_mono_ms();
+		/* When to look again: spread over the hour, so that a
+		 * fleet's member checks do not come all at once. */
+		cl->member_at_ms = clock_mono_ms() + MEMBER_TTL_MS * 9 / 10 +
+		    (uint64_t)random() % (MEMBER_TTL_MS / 5);
 	}
 	ec_cc_page_free(&page);
 	tags_start(cl);
@@ -997,7 +1017,7 @@ observe_rg(struct eccl *cl)
 	bool		 fresh;
 
 	fresh = cl->member_at_ms != 0 && !cl->dirty &&
-	    clock_mono_ms() - cl->member_at_ms < MEMBER_TTL_MS &&
+	    clock_mono_ms() < cl->member_at_ms &&
 	    rg_steady(&cl->rg) && cl->member_pending.n == 0;
 	if (fresh || cl->rg.member_clusters.n == 0) {
 		if (cl->dirty || !rg_steady(&cl->rg))
@@ -1166,15 +1186,28 @@ ec_observe(void *arg, const struct cluster_spec *spec, backend_observe_cb cb,
 {
 	struct eccl	*cl = arg;
 	struct ec_ctx	*c = cl->ctx;
-	uint64_t	 fresh_ms = c->conf->resync_interval_ms / 2;
+	/* One listing per resync interval serves every steady group. */
+	uint64_t	 fresh_ms = c->conf->resync_interval_ms * 9 / 10;
 
 	cl->op = OP_OBSERVE;
 	cl->ocb = cb;
 	cl->cbarg = cbarg;
 	cl->spec = spec_hold((struct cluster_spec *)spec);
+	/*
+	 * A group we just changed needs a view from after the change: its
+	 * own describe, unless so many are busy that the fleet's pages are
+	 * cheaper (a fleet listing newer than the change serves too).
+	 */
 	if (cl->dirty) {
-		describe_one(cl);
-		return;
+		fresh_ms = c->conf->elasticache.poll_interval_ms;
+		if (c->fleet == NULL || c->fleet_busy ||
+		    c->fleet_at_ms <= cl->dirty_at_ms) {
+			if (c->ndirty <= FLEET_BATCH) {
+				describe_one(cl);
+				return;
+			}
+			fresh_ms = 0;	/* join or start a listing */
+		}
 	}
 	if (!c->fleet_busy && c->fleet != NULL &&
 	    clock_mono_ms() - c->fleet_at_ms < fresh_ms) {
@@ -1234,7 +1267,7 @@ mutated(const struct ecapi_result *r, void *arg)
 	    "CreateReplicationGroup" : step_kind_name(cl->step->kind);
 
 	cl->call = NULL;
-	cl->dirty = true;
+	set_dirty(cl, true);
 	cl->member_at_ms = 0;
 	if (cl->step->kind == STEP_FAILOVER_DRILL && r->err != 0) {
 		char *res;
