@@ -76,6 +76,7 @@ observed_free(struct observed *o)
 	strlist_free(&o->security_groups);
 	free(o->topic_arn);
 	kvlist_free(&o->tags);
+	free(o->auth_change);
 	json_decref(o->endpoints);
 	free(o->message);
 	free(o);

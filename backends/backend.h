@@ -64,6 +64,8 @@ struct observed {
 	char		*topic_arn;
 	bool		 has_tags;
 	struct kvlist	 tags;
+	/* The AUTH token file changed: "rotate" or "set" is due (or NULL). */
+	char		*auth_change;
 	json_t		*endpoints;	/* owned; may be NULL */
 	char		*message;	/* backend's own words, or NULL */
 };

@@ -79,6 +79,7 @@ struct spec_nodes {
 	const struct ynode	*at_rest;
 	const struct ynode	*persistence;
 	const struct ynode	*drill;
+	const struct ynode	*auth_token;
 	bool			 windows_bad[2];	/* present, invalid */
 	bool			 mode_unknown;	/* cluster_mode.enabled invalid */
 };
@@ -502,12 +503,15 @@ parse_drill(struct yctx *c, const struct ynode *m, struct cluster_spec *s,
     struct spec_nodes *sn)
 {
 	bool	 bad = false;
+	size_t	 before = c->diags->n;
 
 	if (ycheck_map(c, m, "spec.failover_drill", drill_keys) != 0)
 		return;
 	if (ymap_get(m, "window") == NULL) {
-		yerr(c, m, "spec.failover_drill.window is required, e.g. "
-		    "\"sun:10:00-sun:11:00\"");
+		/* A misspelt key said it already. */
+		if (c->diags->n == before)
+			yerr(c, m, "spec.failover_drill.window is required, "
+			    "e.g. \"sun:10:00-sun:11:00\"");
 		return;
 	}
 	if (get_window(c, m, "window", "spec.failover_drill.window", true,
@@ -697,8 +701,10 @@ parse_spec_fields(struct yctx *c, const struct ynode *m,
 	sn->at_rest = get_bool(c, m, "enable_at_rest_encryption",
 	    "spec.enable_at_rest_encryption", &s->at_rest_encryption);
 	if ((n = get_str(c, m, "auth_token_file", "spec.auth_token_file", 4096,
-	    &s->auth_token_file)) != NULL)
+	    &s->auth_token_file)) != NULL) {
 		check_auth_token_file(c, n, s->auth_token_file);
+		sn->auth_token = n;
+	}
 	if ((n = ymap_get(m, "deletion_policy")) != NULL &&
 	    yget_enum(c, n, "spec.deletion_policy", deletion_names, &v) == 0)
 		s->deletion_policy = (enum deletion_policy)v;
@@ -794,6 +800,13 @@ parse_document(struct yctx *c, const struct ynode *doc,
 	if (s->backend == NULL)
 		s->backend = xstrdup(o->default_backend ? o->default_backend :
 		    "local");
+	/* ElastiCache takes an AUTH token only over TLS. */
+	if (sn.auth_token != NULL && !s->transit_encryption &&
+	    strcmp(s->backend, "elasticache") == 0)
+		yerr(c, sn.auth_token, "spec.auth_token_file needs "
+		    "enable_transit_encryption: true on the elasticache "
+		    "backend (ElastiCache accepts an AUTH token only with "
+		    "in-transit encryption)");
 	if (s->engine_version == NULL)
 		s->engine_version = xstrdup(DEFAULT_ENGINE_VERSION);
 	if (s->instance_type == NULL)

@@ -299,6 +299,11 @@ plan_modify(const struct cluster_spec *spec, const struct observed *o,
 	plan_backend_fields(spec, o, &now_s);
 	if (now_s.nchanges > 0)
 		*plan_add(p, STEP_MODIFY) = now_s;
+	if (o->auth_change != NULL) {
+		/* On its own: a token change is not mixed with others. */
+		struct plan_step *a = plan_add(p, STEP_MODIFY);
+		step_change(a, "auth_token", "(hidden)", o->auth_change, false);
+	}
 	if (later.nchanges > 0) {
 		later.deferred = true;
 		*plan_add(p, STEP_MODIFY) = later;

@@ -211,6 +211,7 @@ call_free(struct ecapi_call *c)
 	if (c->retry_ev != NULL)
 		event_free(c->retry_ev);
 	free(c->action);
+	explicit_bzero(c->body, strlen(c->body));	/* may hold a token */
 	free(c->body);
 	free(c);
 }

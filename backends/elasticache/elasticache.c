@@ -30,6 +30,7 @@
 
 #include <event2/event.h>
 #include <jansson.h>
+#include <openssl/evp.h>
 
 #include "backend.h"
 #include "dconf.h"
@@ -118,6 +119,7 @@ struct eccl {
 	struct kvlist		 requested;	/* field -> value, this gen */
 	struct kvlist		 tagp;		/* AddTagsToResource first */
 	struct kvlist		 modp;		/* then this modification */
+	int			 auth_step;	/* 1 ROTATE, 2 SET in flight */
 	uint64_t		 requested_gen;
 	uint64_t		 terminal_gen;
 	char			*terminal_msg;
@@ -132,6 +134,11 @@ struct eccl {
 	int64_t			 drills[DRILLS_PER_DAY];	/* start times */
 	json_t			*drill_results;	/* last DRILL_RESULTS */
 	char			*drill_paused;	/* why no drill runs now */
+
+	/* AUTH token digests: what AWS has, and what a ROTATE added. */
+	char			*auth_sha;
+	char			*auth_rotating;
+	char			*auth_file_sha;	/* the file now (observe) */
 };
 
 static struct ec_ctx	*shared;
@@ -140,6 +147,8 @@ static int		 shared_drills_today(void);
 static void		 set_dirty(struct eccl *, bool);
 static void		 shared_drill_add(int64_t);
 static void		 drill_load(struct eccl *);
+static int		 read_token(const char *, char **, char **);
+static void		 wipe_params(struct kvlist *);
 static void		 fleet_start(struct ec_ctx *);
 
 /* --- small helpers ----------------------------------------------------- */
@@ -450,12 +459,15 @@ ec_detach(void *arg)
 	json_decref(cl->events);
 	kvlist_free(&cl->requested);
 	kvlist_free(&cl->tagp);
-	kvlist_free(&cl->modp);
+	wipe_params(&cl->modp);
 	free(cl->terminal_msg);
 	strlist_free(&cl->drill_done);
 	free(cl->drill_running);
 	free(cl->drill_paused);
 	json_decref(cl->drill_results);
+	free(cl->auth_sha);
+	free(cl->auth_rotating);
+	free(cl->auth_file_sha);
 	free(cl->name);
 	ctx_put(cl->ctx);
 	free(cl);
@@ -542,6 +554,13 @@ drill_save(struct eccl *cl)
 	json_object_set_new(j, "drilled", done);
 	json_object_set_new(j, "drill_times", hist);
 	json_object_set(j, "results", cl->drill_results);
+	/* Digests only: the token itself stays in its file. */
+	if (cl->auth_sha != NULL)
+		json_object_set_new(j, "auth_token_sha256",
+		    json_string(cl->auth_sha));
+	if (cl->auth_rotating != NULL)
+		json_object_set_new(j, "auth_token_rotating_sha256",
+		    json_string(cl->auth_rotating));
 	text = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
 	dir = xstrdup(path);
 	*strrchr(dir, '/') = '\0';
@@ -577,6 +596,12 @@ drill_load(struct eccl *cl)
 	if (json_is_array(json_object_get(j, "results")))
 		json_array_extend(cl->drill_results,
 		    json_object_get(j, "results"));
+	if ((v = json_object_get(j, "auth_token_sha256")) != NULL &&
+	    json_is_string(v))
+		cl->auth_sha = xstrdup(json_string_value(v));
+	if ((v = json_object_get(j, "auth_token_rotating_sha256")) != NULL &&
+	    json_is_string(v))
+		cl->auth_rotating = xstrdup(json_string_value(v));
 	json_decref(j);
 }
 
@@ -704,6 +729,72 @@ drill_due(struct eccl *cl, const struct ec_rg *rg, enum obs_state st)
 		}
 		return g->id;
 	}
+	return NULL;
+}
+
+/* --- AUTH token rotation ---------------------------------------------- */
+
+/* SHA-256 of the token in file, as hex; NULL when it cannot be read. */
+static char *
+token_digest(const char *file)
+{
+	unsigned char	 md[EVP_MAX_MD_SIZE];
+	unsigned int	 mdlen = 0, i;
+	char		*tok = NULL, *cause = NULL, *hex;
+
+	if (read_token(file, &tok, &cause) != 0) {
+		free(cause);
+		return NULL;
+	}
+	if (EVP_Digest(tok, strlen(tok), md, &mdlen, EVP_sha256(), NULL) != 1)
+		mdlen = 0;
+	explicit_bzero(tok, strlen(tok));
+	free(tok);
+	if (mdlen == 0)
+		return NULL;
+	hex = xmalloc(2 * mdlen + 1);
+	for (i = 0; i < mdlen; i++)
+		snprintf(hex + 2 * i, 3, "%02x", md[i]);
+	return hex;
+}
+
+/*
+ * A changed token file: ROTATE (AWS accepts the old and the new token),
+ * then, once clients had the maintenance window to move (or at once with
+ * apply_immediately), SET (only the new one).
+ */
+static const char *
+auth_due(struct eccl *cl, const struct ec_rg *rg, enum obs_state st,
+    char **note)
+{
+	const struct cluster_spec	*s = cl->spec;
+
+	free(cl->auth_file_sha);
+	cl->auth_file_sha = NULL;
+	if (s->auth_token_file == NULL || !s->transit_encryption ||
+	    st != OBS_AVAILABLE)
+		return NULL;
+	if ((cl->auth_file_sha = token_digest(s->auth_token_file)) == NULL)
+		return NULL;
+	if (cl->auth_sha == NULL) {
+		/* Adopted, or created before this was recorded: take the
+		 * file as what the group has. */
+		if (rg->auth_token_enabled) {
+			cl->auth_sha = xstrdup(cl->auth_file_sha);
+			drill_save(cl);
+		}
+		return NULL;
+	}
+	if (strcmp(cl->auth_sha, cl->auth_file_sha) == 0)
+		return NULL;
+	if (cl->auth_rotating == NULL ||
+	    strcmp(cl->auth_rotating, cl->auth_file_sha) != 0)
+		return "rotate";
+	if (s->apply_immediately ||
+	    window_contains(&s->maintenance_window, clock_wall_s()))
+		return "set";
+	xasprintf(note, "AUTH token rotated: the old and the new token work "
+	    "until the maintenance window, when the old one is retired");
 	return NULL;
 }
 
@@ -844,6 +935,16 @@ observe_finish(struct eccl *cl)
 	    cl->terminal_gen == s->generation)
 		o->message = xstrdup(cl->terminal_msg);
 	strbuf_free(&msg);
+	{
+		char *note = NULL;
+
+		if ((pv = auth_due(cl, rg, o->state, &note)) != NULL)
+			o->auth_change = xstrdup(pv);
+		if (note != NULL && o->message == NULL)
+			o->message = note;
+		else
+			free(note);
+	}
 	if ((pv = drill_due(cl, rg, o->state)) != NULL)
 		o->drill_node_group = xstrdup(pv);
 	o->endpoints = endpoints_json(cl, rg);
@@ -1259,6 +1360,36 @@ wipe_params(struct kvlist *p)
 	kvlist_free(p);
 }
 
+/* A call that carried the token succeeded: remember what AWS has now. */
+static void
+auth_done(struct eccl *cl)
+{
+	const struct cluster_spec	*s = cl->spec;
+	char				*sha;
+
+	if (s->auth_token_file == NULL || (cl->step->kind != STEP_CREATE &&
+	    cl->auth_step == 0))
+		return;
+	if ((sha = token_digest(s->auth_token_file)) == NULL)
+		return;
+	if (cl->step->kind == STEP_CREATE || cl->auth_step == 2) {
+		free(cl->auth_sha);
+		cl->auth_sha = sha;
+		free(cl->auth_rotating);
+		cl->auth_rotating = NULL;
+		log_cluster(LOG_LEVEL_NOTICE, cl->name, "AUTH token %s",
+		    cl->step->kind == STEP_CREATE ? "set" : "rotation "
+		    "complete: only the new token works now");
+	} else {
+		free(cl->auth_rotating);
+		cl->auth_rotating = sha;
+		log_cluster(LOG_LEVEL_NOTICE, cl->name, "AUTH token rotating: "
+		    "the old and the new token both work");
+	}
+	cl->auth_step = 0;
+	drill_save(cl);
+}
+
 static void
 mutated(const struct ecapi_result *r, void *arg)
 {
@@ -1283,6 +1414,7 @@ mutated(const struct ecapi_result *r, void *arg)
 		return;
 	}
 	if (r->err == 0 || r->cls == EC_ERR_NO_CHANGE) {
+		auth_done(cl);
 		finish(cl, 0, NULL);
 		return;
 	}
@@ -1445,6 +1577,7 @@ modify_build(struct eccl *cl, const struct plan_step *st, struct kvlist *p,
 	strbuf_init(&again);
 	kvlist_free(&cl->tagp);
 	memset(&cl->tagp, 0, sizeof cl->tagp);
+	cl->auth_step = 0;
 	kvlist_add(p, "ReplicationGroupId", s->name);
 	for (i = 0; i < st->nchanges; i++) {
 		const struct change *c = &st->changes[i];
@@ -1476,6 +1609,21 @@ modify_build(struct eccl *cl, const struct plan_step *st, struct kvlist *p,
 		    "elasticache.notification_topic_arn") == 0) {
 			kvlist_add(p, "NotificationTopicArn", c->to);
 			n++;
+		} else if (strcmp(c->field, "auth_token") == 0) {
+			char *tok = NULL;
+
+			if (read_token(s->auth_token_file, &tok, cause) != 0) {
+				strbuf_free(&again);
+				return -EIO;
+			}
+			kvlist_add(p, "AuthToken", tok);
+			explicit_bzero(tok, strlen(tok));
+			free(tok);
+			kvlist_add(p, "AuthTokenUpdateStrategy",
+			    strcmp(c->to, "set") == 0 ? "SET" : "ROTATE");
+			n++;
+			cl->auth_step = strcmp(c->to, "set") == 0 ? 2 : 1;
+			continue;	/* never "reverted": AWS hides tokens */
 		} else if ((param = modify_param(c->field)) != NULL) {
 			kvlist_add(p, param, c->to);
 			n++;
@@ -1490,8 +1638,8 @@ modify_build(struct eccl *cl, const struct plan_step *st, struct kvlist *p,
 			kvlist_add(&cl->requested, strcmp(c->field, "tags") ?
 			    c->field : c->to, c->to);
 	}
-	kvlist_add(p, "ApplyImmediately", s->apply_immediately ? "true" :
-	    "false");
+	kvlist_add(p, "ApplyImmediately", s->apply_immediately ||
+	    cl->auth_step != 0 ? "true" : "false");
 	*nmod = n;
 	if (n == 0 && cl->tagp.n == 0) {
 		strbuf_free(&again);
@@ -1540,7 +1688,7 @@ tags_added(const struct ecapi_result *r, void *arg)
 	log_cluster(LOG_LEVEL_INFO, cl->name, "ModifyReplicationGroup");
 	cl->call = ecapi_call(cl->ctx->api, "ModifyReplicationGroup",
 	    &cl->modp, mutated, cl);
-	kvlist_free(&cl->modp);
+	wipe_params(&cl->modp);
 	memset(&cl->modp, 0, sizeof cl->modp);
 }
 
@@ -1642,7 +1790,7 @@ apply_send(struct eccl *cl)
 	}
 	log_cluster(LOG_LEVEL_INFO, cl->name, "%s", action);
 	cl->call = ecapi_call(cl->ctx->api, action, &p, mutated, cl);
-	kvlist_free(&p);
+	wipe_params(&p);
 }
 
 static void	gate_next(struct eccl *);

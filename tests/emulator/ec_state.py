@@ -22,6 +22,7 @@ subnet / user-group model, endpoints are synthetic names (or the
 
 import base64
 import copy
+import hashlib
 import heapq
 import itertools
 import random
@@ -484,6 +485,12 @@ class Backend:
                 "pending_transitions": self.scheduler.pending(),
                 "snapshots": sorted(self.snapshots),
                 "events": len(self.events),
+                # The AUTH tokens each group accepts, as SHA-256 digests
+                # (never the tokens), oldest first.
+                "auth_tokens": {
+                    rg.id: [hashlib.sha256(t.encode()).hexdigest()
+                            for t in rg.cfg["AuthTokens"]]
+                    for rg in self._sorted_groups()},
             }
 
     # ------------------------------------------------------------ helpers

@@ -515,5 +515,52 @@ class ElastiCacheTest(DaemonTest):
         self.assertEqual(self.emu.requests("ModifyReplicationGroup"), [])
 
 
+    def test_auth_token_rotate_then_set(self):
+        import hashlib
+        a, b = "tokenAAAAAAAAAAAAAAAAAAAA", "tokenBBBBBBBBBBBBBBBBBBBB"
+        sha = lambda t: hashlib.sha256(t.encode()).hexdigest()
+        tok = os.path.join(self.tmp, "web.token")
+        with open(os.open(tok, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+            f.write(a + "\n")
+        body = """
+            cluster_size: 2
+            enable_transit_encryption: true
+            auth_token_file: %s
+            apply_immediately: %s
+        """
+        d = self.start()
+        d.write("web.yaml", self.group_spec(extra=body % (tok, "false")))
+        self.wait_synced()
+        tokens = lambda: self.emu.control("state")["auth_tokens"]["web"]
+        self.assertEqual(tokens(), [sha(a)])
+        # A new token in the file: ROTATE, both work until the window.
+        with open(tok + ".new", "w") as f:
+            f.write(b + "\n")
+        os.chmod(tok + ".new", 0o600)
+        os.rename(tok + ".new", tok)
+        wait_for(lambda: tokens() == [sha(a), sha(b)], 20,
+                 what="rotated")
+        st = wait_for(lambda: "AUTH token rotated" in (
+            self.d.status("web")["message"] or "") and self.d.status("web"),
+            20, what="rotation reported")
+        time.sleep(2.5)
+        self.assertEqual(tokens(), [sha(a), sha(b)])
+        # apply_immediately: the old token is retired now (SET).
+        self.edit(self.group_spec(extra=body % (tok, "true")))
+        wait_for(lambda: tokens() == [sha(b)], 20, what="set")
+        self.wait_synced()
+        strategies = [r["params"]["AuthTokenUpdateStrategy"] for r in
+                      self.emu.requests("ModifyReplicationGroup")]
+        self.assertEqual(strategies, ["ROTATE", "SET"])
+        # The tokens never reach the log, the status or the state dir.
+        seen = d.log()
+        for root, _, files in os.walk(d.state):
+            for n in files:
+                with open(os.path.join(root, n), errors="replace") as f:
+                    seen += f.read()
+        for t in (a, b):
+            self.assertNotIn(t, seen)
+
+
 if __name__ == "__main__":
     cklib.main()

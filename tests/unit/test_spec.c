@@ -675,6 +675,20 @@ static const struct spec_case cases[] = {
 	    "  enable_automatic_failover: false\n",
 	    "8:30: spec.enable_automatic_failover is required when cluster "
 	    "mode is on and shards have replicas"),
+	BAD("drill_needs_window", HDR "  failover_drill: {}\n",
+	    "6:19: spec.failover_drill.window is required, e.g. "
+	    "\"sun:10:00-sun:11:00\""),
+	BAD("drill_window_daily", HDR
+	    "  failover_drill: {window: \"10:00-11:00\"}\n", "6:28: "
+	    "spec.failover_drill.window " MSG_WEEKLY ", got '10:00-11:00'"),
+	BAD("drill_unknown_key", HDR
+	    "  failover_drill: {windw: \"sun:10:00-sun:11:00\"}\n",
+	    "6:20: unknown key 'windw' in spec.failover_drill, did you mean "
+	    "'window'?"),
+	BAD("drill_needs_failover", HDR "  cluster_size: 1\n"
+	    "  failover_drill: {window: \"sun:10:00-sun:11:00\"}\n",
+	    "7:19: spec.failover_drill needs enable_automatic_failover: true "
+	    "(a drill fails over to a replica)"),
 	BAD("multi_az_single_node",
 	    HDR "  cluster_size: 1\n  enable_multi_az: true\n",
 	    "7:20: spec.enable_multi_az needs enable_automatic_failover: true "
@@ -1301,6 +1315,33 @@ test_auth_token_file(void **state)
 	(void)state;
 	p = ck_write(dir, "good", "abcdefghijklmnopqrstuvwx\n", 0600);
 	check_token(p, NULL);
+	{
+		/* ElastiCache: an AUTH token needs in-transit encryption. */
+		const char	*w[2] = { "7:20: spec.auth_token_file needs "
+		    "enable_transit_encryption: true on the elasticache "
+		    "backend (ElastiCache accepts an AUTH token only with "
+		    "in-transit encryption)", NULL };
+		struct spec_list l;
+		struct diags	 d;
+		char		*y;
+
+		assert_true(asprintf(&y, HDR "  backend: elasticache\n"
+		    "  auth_token_file: %s\n", p) > 0);
+		parse(y, strlen(y), NULL, &l, &d);
+		ck_assert_diags(&d, FILE_NAME, w, p);
+		spec_list_free(&l);
+		diags_free(&d);
+		free(y);
+		assert_true(asprintf(&y, HDR "  backend: elasticache\n"
+		    "  enable_transit_encryption: true\n"
+		    "  auth_token_file: %s\n", p) > 0);
+		parse(y, strlen(y), NULL, &l, &d);
+		assert_int_equal(d.n, 0);
+		assert_int_equal(l.n, 1);
+		spec_list_free(&l);
+		diags_free(&d);
+		free(y);
+	}
 	free(p);
 	p = ck_write(dir, "read-only", "abcdefghijklmnop", 0400);
 	check_token(p, NULL);
