@@ -88,6 +88,21 @@ struct backend_env {
 	void			*changed_arg;
 };
 
+/* An operation an operator asks for (control socket, CLI). */
+enum backend_op_kind {
+	BACKEND_OP_SNAPSHOT,	/* name: the snapshot's, or NULL for one */
+	BACKEND_OP_FAILOVER,	/* shard: node group, or NULL for the first */
+};
+
+struct backend_op {
+	enum backend_op_kind	 kind;
+	const char		*name;
+	const char		*shard;
+};
+
+/* An operation's end: message says what happened, for people. */
+typedef void (*backend_op_cb)(void *arg, int error, const char *message);
+
 struct backend {
 	const char	*name;
 	/* false: the backend is not built in yet; specs still validate. */
@@ -106,6 +121,10 @@ struct backend {
 	/* Carry out one step of a plan. */
 	void		 (*apply)(void *handle, const struct cluster_spec *,
 			    const struct plan_step *, backend_done_cb,
+			    void *arg);
+	/* An operator's operation (optional: NULL means not supported). */
+	void		 (*operate)(void *handle, const struct cluster_spec *,
+			    const struct backend_op *, backend_op_cb,
 			    void *arg);
 };
 

@@ -37,6 +37,7 @@ enum inflight {
 	INFLIGHT_NONE,
 	INFLIGHT_OBSERVE,
 	INFLIGHT_APPLY,
+	INFLIGHT_OPERATE,
 };
 
 struct reconciler {
@@ -63,7 +64,70 @@ struct reconciler {
 	struct observed		*obs;
 	struct condition	 cond[COND__COUNT];
 	int64_t			 updated_at;
+	uint64_t		 cycle_ms;	/* this reconcile started */
+	int			 step_kind;	/* of the step in flight */
+	backend_op_cb		 op_cb;		/* operation in flight */
+	void			*op_arg;
+	char			*op_what;
+	json_t			*last_op;	/* the last operation's end */
 };
+
+const double ctl_hist_bounds[CTL_HIST_BUCKETS] = {
+	0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30
+};
+
+static const char *const op_names[CTL_OPS] = {
+	"observe", "create", "add_shards", "remove_shards", "add_replicas",
+	"remove_replicas", "modify", "replace", "delete", "failover_drill",
+	"operate", "other"
+};
+
+const char *
+ctl_op_name(int op)
+{
+	return op >= 0 && op < CTL_OPS ? op_names[op] : "other";
+}
+
+/* Count a backend call; op 0 observe, 1 + step kind, 10 operate. */
+static void
+stats_call(struct reconciler *r, int op, bool ok)
+{
+	struct ctl_stats	*st = &r->env->stats;
+	const char		*b = r->backend ? r->backend->name : "none";
+	int			 i;
+
+	for (i = 0; i < CTL_MAX_BACKENDS; i++) {
+		if (st->backends[i] == NULL)
+			st->backends[i] = b;
+		if (strcmp(st->backends[i], b) == 0)
+			break;
+	}
+	if (i == CTL_MAX_BACKENDS)
+		return;
+	if (op < 0 || op >= CTL_OPS)
+		op = CTL_OPS - 1;
+	st->calls[i][op][ok ? 0 : 1]++;
+}
+
+/* A reconcile (observe, plan, step) ended: its duration. */
+static void
+stats_cycle(struct reconciler *r)
+{
+	struct ctl_stats	*st = &r->env->stats;
+	double			 sec;
+	int			 i;
+
+	if (r->cycle_ms == 0)
+		return;
+	sec = (double)(clock_mono_ms() - r->cycle_ms) / 1000.0;
+	r->cycle_ms = 0;
+	for (i = 0; i < CTL_HIST_BUCKETS; i++)
+		if (sec <= ctl_hist_bounds[i])
+			break;
+	st->hist[i]++;
+	st->hist_sum += sec;
+	st->hist_count++;
+}
 
 static const char *const phase_names[] = {
 	[PHASE_PENDING] = "pending",
@@ -104,11 +168,19 @@ reconciler_new(struct ctl_env *env, const char *name)
 static void
 reconciler_detach(struct reconciler *r)
 {
+	backend_op_cb	 cb = r->op_cb;
+	void		*arg = r->op_arg;
+
 	if (r->handle != NULL && r->backend != NULL && r->backend->detach)
 		r->backend->detach(r->handle);
 	r->handle = NULL;
 	r->backend = NULL;
 	r->inflight = INFLIGHT_NONE;
+	r->op_cb = NULL;
+	r->op_arg = NULL;
+	/* Whoever waits for an operation hears that it will not end. */
+	if (cb != NULL)
+		cb(arg, -ECANCELED, "the cluster's backend was detached");
 }
 
 void
@@ -131,6 +203,8 @@ reconciler_free(struct reconciler *r)
 	}
 	free(r->message);
 	free(r->last_error);
+	free(r->op_what);
+	json_decref(r->last_op);
 	free(r->name);
 	free(r);
 }
@@ -414,8 +488,10 @@ observe_done(void *arg, int error, const char *message, struct observed *obs)
 	struct strbuf		 sb;
 
 	r->inflight = INFLIGHT_NONE;
+	stats_call(r, 0, error == 0);
 	if (error != 0) {
 		observed_free(obs);
+		stats_cycle(r);
 		fail(r, error, "observe failed", message);
 		return;
 	}
@@ -432,9 +508,11 @@ observe_done(void *arg, int error, const char *message, struct observed *obs)
 		return;
 	}
 	if ((step = plan_next(&r->plan)) == NULL) {
+		stats_cycle(r);
 		settle(r);
 		return;
 	}
+	r->step_kind = (int)step->kind;
 	strbuf_init(&sb);
 	plan_format(&r->plan, &sb);
 	log_cluster(LOG_LEVEL_DEBUG, r->name, "plan:\n%s", sb.s);
@@ -454,6 +532,8 @@ apply_done(void *arg, int error, const char *message)
 	struct reconciler	*r = arg;
 
 	r->inflight = INFLIGHT_NONE;
+	stats_call(r, 1 + r->step_kind, error == 0);
+	stats_cycle(r);
 	if (error != 0) {
 		fail(r, error, "step failed", message);
 		return;
@@ -513,7 +593,92 @@ reconciler_run(evutil_socket_t fd, short ev, void *arg)
 		return;
 	}
 	r->inflight = INFLIGHT_OBSERVE;
+	r->cycle_ms = clock_mono_ms();
 	r->backend->observe(r->handle, r->spec, observe_done, r);
+}
+
+const struct observed *
+reconciler_observed(const struct reconciler *r)
+{
+	return r->obs;
+}
+
+static void
+operate_done(void *arg, int error, const char *message)
+{
+	struct reconciler	*r = arg;
+	backend_op_cb		 cb = r->op_cb;
+	void			*cbarg = r->op_arg;
+	char			 ts[40];
+
+	r->inflight = INFLIGHT_NONE;
+	r->op_cb = NULL;
+	r->op_arg = NULL;
+	stats_call(r, 10, error == 0);
+	format_rfc3339(clock_wall_s(), ts, sizeof ts);
+	json_decref(r->last_op);
+	r->last_op = json_pack("{s:s, s:s, s:s, s:s?}", "operation",
+	    r->op_what ? r->op_what : "?", "finished_at", ts, "result",
+	    error == 0 ? "ok" : "failed", "message", message);
+	log_cluster(error == 0 ? LOG_LEVEL_NOTICE : LOG_LEVEL_WARNING,
+	    r->name, "%s %s%s%s", r->op_what ? r->op_what : "operation",
+	    error == 0 ? "done" : "failed", message ? ": " : "",
+	    message ? message : "");
+	reconciler_write_status(r);
+	if (cb != NULL)
+		cb(cbarg, error, message);
+	/* Look at the cluster again: the operation changed it. */
+	r->kick_pending = false;
+	schedule(r, 0);
+}
+
+int
+reconciler_operate(struct reconciler *r, const struct backend_op *op,
+    backend_op_cb cb, void *arg, char **cause)
+{
+	if (r->spec == NULL || r->retiring) {
+		xasprintf(cause, "cluster %s has no valid spec", r->name);
+		return -ENOENT;
+	}
+	if (!ensure_backend(r)) {
+		xasprintf(cause, "cluster %s: %s", r->name, r->message ?
+		    r->message : "backend unavailable");
+		return -ENOENT;
+	}
+	if (r->backend->operate == NULL) {
+		xasprintf(cause, "the %s backend cannot do that",
+		    r->backend->name);
+		return -ENOTSUP;
+	}
+	if (r->inflight != INFLIGHT_NONE) {
+		xasprintf(cause, "cluster %s is busy (%s in flight); try again "
+		    "in a moment", r->name, r->inflight == INFLIGHT_OPERATE ?
+		    "an operation" : r->inflight == INFLIGHT_APPLY ? "a step" :
+		    "an observation");
+		return -EBUSY;
+	}
+	free(r->op_what);
+	if (op->kind == BACKEND_OP_SNAPSHOT)
+		xasprintf(&r->op_what, "snapshot%s%s", op->name ? " " : "",
+		    op->name ? op->name : "");
+	else
+		xasprintf(&r->op_what, "failover%s%s", op->shard ?
+		    " of shard " : "", op->shard ? op->shard : "");
+	log_cluster(LOG_LEVEL_NOTICE, r->name, "%s requested", r->op_what);
+	r->inflight = INFLIGHT_OPERATE;
+	r->op_cb = cb;
+	r->op_arg = arg;
+	r->backend->operate(r->handle, r->spec, op, operate_done, r);
+	return 0;
+}
+
+void
+reconciler_operate_cancel(struct reconciler *r, void *arg)
+{
+	if (r->op_arg == arg) {
+		r->op_cb = NULL;
+		r->op_arg = NULL;
+	}
 }
 
 void
@@ -645,6 +810,10 @@ reconciler_status_json(const struct reconciler *r)
 	json_object_set_new(j, "plan", plan_to_json(&r->plan));
 	json_object_set_new(j, "last_error", r->last_error ?
 	    json_string(r->last_error) : json_null());
+	if (r->last_op != NULL)
+		json_object_set(j, "last_operation", r->last_op);
+	if (r->inflight == INFLIGHT_OPERATE && r->op_what != NULL)
+		json_object_set_new(j, "operation", json_string(r->op_what));
 	json_object_set_new(j, "updated_at", json_string(ts));
 	return j;
 }

@@ -37,6 +37,25 @@ enum phase {
 #define BACKOFF_CAP_MS		300000	/* 5 minutes */
 #define WAIT_POLL_MS		1000	/* while the backend is busy */
 
+/* Counters for metrics, shared by every reconciler of a daemon. */
+#define CTL_HIST_BUCKETS	12
+#define CTL_MAX_BACKENDS	4
+#define CTL_OPS			12	/* observe, each step kind, operate */
+
+struct ctl_stats {
+	/* Reconcile durations (observe to the end of its step), seconds. */
+	uint64_t	 hist[CTL_HIST_BUCKETS + 1];	/* last: +Inf */
+	double		 hist_sum;
+	uint64_t	 hist_count;
+	/* Backend calls by backend, operation and result (ok, error). */
+	const char	*backends[CTL_MAX_BACKENDS];
+	uint64_t	 calls[CTL_MAX_BACKENDS][CTL_OPS][2];
+};
+
+extern const double ctl_hist_bounds[CTL_HIST_BUCKETS];
+/* Operation names for calls[][op][]: "observe", step kinds, "operate". */
+const char	*ctl_op_name(int op);
+
 /* What the reconcilers share; owned by the daemon. */
 struct ctl_env {
 	struct event_base	*base;
@@ -48,6 +67,7 @@ struct ctl_env {
 	/* Called on a later loop turn when a reconciler is finished. */
 	void			 (*on_retire)(void *arg, const char *name);
 	void			*arg;
+	struct ctl_stats	 stats;
 };
 
 struct reconciler;
@@ -78,6 +98,17 @@ uint64_t	 reconciler_generation(const struct reconciler *);
 /* Number of spec generations handed to this reconciler (for benches). */
 uint64_t	 reconciler_spec_updates(const struct reconciler *);
 json_t		*reconciler_status_json(const struct reconciler *);
+/* The last observation (NULL before the first), for `plan`. */
+const struct observed *reconciler_observed(const struct reconciler *);
+/*
+ * Run an operator's operation through the backend. 0 and cb called
+ * later, or a negative errno with *cause: -EBUSY (a step is in flight),
+ * -ENOTSUP (the backend cannot), -ENOENT (no valid spec or backend).
+ */
+int		 reconciler_operate(struct reconciler *, const struct backend_op *,
+		    backend_op_cb cb, void *arg, char **cause);
+/* Forget a pending operation's callback (its requester went away). */
+void		 reconciler_operate_cancel(struct reconciler *, void *arg);
 void		 reconciler_remove_status(struct ctl_env *, const char *name);
 const char	*phase_name(enum phase);
 

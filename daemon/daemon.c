@@ -18,8 +18,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "control.h"
 #include "daemon.h"
 #include "log.h"
+#include "metrics.h"
 #include "notify.h"
 #include "util.h"
 #include "watcher.h"
@@ -119,6 +121,13 @@ on_heartbeat(evutil_socket_t fd, short ev, void *arg)
 		notify_watchdog();
 }
 
+static bool
+str_eq(const char *a, const char *b)
+{
+	return (a == NULL && b == NULL) || (a != NULL && b != NULL &&
+	    strcmp(a, b) == 0);
+}
+
 /* Reload on SIGHUP: a configuration that fails keeps the old one. */
 static void
 daemon_reload(struct daemon *d)
@@ -142,8 +151,23 @@ daemon_reload(struct daemon *d)
 			free(c->state_dir);
 			c->state_dir = xstrdup(d->conf->state_dir);
 		}
+		bool ctl = !str_eq(c->control_socket, d->conf->control_socket);
+		bool met = !str_eq(c->metrics_listen, d->conf->metrics_listen);
+
+		if (ctl) {
+			control_free(d->control);
+			d->control = NULL;
+		}
+		if (met) {
+			metrics_free(d->metrics);
+			d->metrics = NULL;
+		}
 		dconf_free(d->conf);
 		d->conf = c;
+		if (ctl)
+			d->control = control_start(d);
+		if (met)
+			d->metrics = metrics_start(d);
 		d->env.benv.conf = c;
 		d->env.resync_ms = c->resync_interval_ms;
 		log_setlevel(d->debug ? LOG_LEVEL_DEBUG : c->log_level);
@@ -297,6 +321,8 @@ daemon_start(struct daemon *d)
 	daemon_rescan(d, "start-up");
 	daemon_load_known(d);
 	daemon_update_summary(d);
+	d->control = control_start(d);
+	d->metrics = metrics_start(d);
 	return 0;
 }
 
@@ -315,6 +341,8 @@ daemon_free(struct daemon *d)
 {
 	if (d == NULL)
 		return;
+	control_free(d->control);
+	metrics_free(d->metrics);
 	if (d->reconcilers != NULL)
 		daemon_free_reconcilers(d);
 	watcher_free(d->watcher);
@@ -335,6 +363,7 @@ daemon_free(struct daemon *d)
 	dconf_free(d->conf);
 	free(d->env.status_dir);
 	free(d->file_errors_seen);
+	free(d->summary);
 	free(d->conf_path);
 	free(d);
 }

@@ -16,6 +16,8 @@
 #include "specdir.h"
 
 struct watcher;
+struct control;
+struct metrics;
 
 struct daemon {
 	struct event_base	*base;
@@ -26,6 +28,9 @@ struct daemon {
 	struct htab		*reconcilers;	/* name -> reconciler */
 	struct ctl_env		 env;
 	struct watcher		*watcher;
+	struct control		*control;
+	struct metrics		*metrics;
+	char			*summary;	/* the last STATUS= text */
 	int			 lock_fd;
 
 	struct event		*ev_sigterm;

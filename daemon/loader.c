@@ -203,7 +203,8 @@ daemon_update_summary(struct daemon *d)
 		strbuf_printf(&sb, "; %zu invalid spec file%s",
 		    d->invalid_files, d->invalid_files == 1 ? "" : "s");
 	notify_status(sb.s);
-	strbuf_free(&sb);
+	free(d->summary);
+	d->summary = strbuf_detach(&sb);
 }
 
 static void

@@ -135,6 +135,13 @@ struct eccl {
 	json_t			*drill_results;	/* last DRILL_RESULTS */
 	char			*drill_paused;	/* why no drill runs now */
 
+	/* An operator's operation in flight. */
+	struct backend_op	 uop;
+	backend_op_cb		 op_cb;
+	void			*op_arg;
+	char			*op_name;
+	char			*op_shard;
+
 	/* AUTH token digests: what AWS has, and what a ROTATE added. */
 	char			*auth_sha;
 	char			*auth_rotating;
@@ -468,6 +475,8 @@ ec_detach(void *arg)
 	free(cl->auth_sha);
 	free(cl->auth_rotating);
 	free(cl->auth_file_sha);
+	free(cl->op_name);
+	free(cl->op_shard);
 	free(cl->name);
 	ctx_put(cl->ctx);
 	free(cl);
@@ -1927,6 +1936,126 @@ ec_apply(void *arg, const struct cluster_spec *spec,
 	kvlist_free(&p);
 }
 
+/* --- operations (snapshot, failover) ------------------------------------ */
+
+static void
+op_sent(const struct ecapi_result *r, void *arg)
+{
+	struct eccl	*cl = arg;
+	backend_op_cb	 cb = cl->op_cb;
+	char		*msg;
+
+	cl->call = NULL;
+	cl->op_cb = NULL;
+	set_dirty(cl, true);
+	cl->member_at_ms = 0;
+	if (r->err != 0)
+		xasprintf(&msg, "%s", r->message);
+	else if (cl->uop.kind == BACKEND_OP_SNAPSHOT)
+		xasprintf(&msg, "snapshot %s is being created (DescribeSnapshots "
+		    "or the cluster's events tell when it is available)",
+		    cl->op_name);
+	else
+		xasprintf(&msg, "TestFailover started on node group %s",
+		    cl->op_shard);
+	spec_free(cl->spec);
+	cl->spec = NULL;
+	cb(cl->op_arg, r->err != 0 ? api_errno(r) : 0, msg);
+	free(msg);
+}
+
+static void
+op_rg_done(const struct ecapi_result *r, void *arg)
+{
+	struct eccl		*cl = arg;
+	struct ec_rg_page	 page;
+	struct kvlist		 p;
+	backend_op_cb		 cb = cl->op_cb;
+	char			*cause = NULL, *msg = NULL;
+	const char		*ng = cl->uop.shard;
+	int			 err = 0;
+
+	cl->call = NULL;
+	memset(&page, 0, sizeof page);
+	if (r->err != 0) {
+		err = api_errno(r);
+		xasprintf(&msg, "DescribeReplicationGroups: %s", r->message);
+	} else if (ecxml_parse_describe_rgs(r->body, r->len, &page,
+	    &cause) != 0 || page.n == 0) {
+		err = -EPROTO;
+		msg = cause ? cause : xstrdup("the group is not listed");
+	} else if (!rg_steady(&page.v[0])) {
+		err = -EBUSY;
+		xasprintf(&msg, "the group is %s, not available: try again "
+		    "once it is", page.v[0].status ? page.v[0].status : "?");
+	} else if (cl->uop.kind == BACKEND_OP_FAILOVER && ng == NULL) {
+		ng = page.v[0].ngroups > 0 ? page.v[0].groups[0].id : "0001";
+	}
+	if (err != 0) {
+		ec_rg_page_free(&page);
+		cl->op_cb = NULL;
+		spec_free(cl->spec);
+		cl->spec = NULL;
+		cb(cl->op_arg, err, msg);
+		free(msg);
+		return;
+	}
+	memset(&p, 0, sizeof p);
+	kvlist_add(&p, "ReplicationGroupId", cl->name);
+	{
+		char *keep = ng ? xstrdup(ng) : NULL;
+
+		free(cl->op_shard);
+		cl->op_shard = keep;
+		cl->uop.shard = keep;
+		ng = keep;
+	}
+	if (cl->uop.kind == BACKEND_OP_SNAPSHOT) {
+		kvlist_add(&p, "SnapshotName", cl->op_name);
+		cl->call = ecapi_call(cl->ctx->api, "CreateSnapshot", &p,
+		    op_sent, cl);
+	} else {
+		kvlist_add(&p, "NodeGroupId", ng);
+		cl->call = ecapi_call(cl->ctx->api, "TestFailover", &p,
+		    op_sent, cl);
+	}
+	kvlist_free(&p);
+	ec_rg_page_free(&page);
+}
+
+static void
+ec_operate(void *arg, const struct cluster_spec *spec,
+    const struct backend_op *op, backend_op_cb cb, void *cbarg)
+{
+	struct eccl	*cl = arg;
+	struct kvlist	 p;
+	char		 stamp[32];
+	time_t		 now = time(NULL);
+	struct tm	 tm;
+
+	cl->uop = *op;
+	cl->uop.name = cl->uop.shard = NULL;
+	cl->op_cb = cb;
+	cl->op_arg = cbarg;
+	cl->spec = spec_hold((struct cluster_spec *)spec);
+	free(cl->op_name);
+	if (op->name != NULL)
+		cl->op_name = xstrdup(op->name);
+	else {
+		gmtime_r(&now, &tm);
+		strftime(stamp, sizeof stamp, "%Y%m%d%H%M%S", &tm);
+		xasprintf(&cl->op_name, "%s-manual-%s", spec->name, stamp);
+	}
+	free(cl->op_shard);
+	cl->op_shard = op->shard ? xstrdup(op->shard) : NULL;
+	cl->uop.shard = cl->op_shard;
+	memset(&p, 0, sizeof p);
+	kvlist_add(&p, "ReplicationGroupId", spec->name);
+	cl->call = ecapi_call(cl->ctx->api, "DescribeReplicationGroups", &p,
+	    op_rg_done, cl);
+	kvlist_free(&p);
+}
+
 /* The backend's poll while busy follows the daemon config. */
 static void	*ec_attach_poll(const struct backend_env *, const char *);
 
@@ -1938,6 +2067,7 @@ struct backend backend_elasticache = {
 	.detach = ec_detach,
 	.observe = ec_observe,
 	.apply = ec_apply,
+	.operate = ec_operate,
 };
 
 static void *

@@ -301,6 +301,35 @@ test_apply(void *arg, const struct cluster_spec *spec,
 	call_later(h, CALL_MS);
 }
 
+/* Operations: succeed after a while; a snapshot named fail-* fails. */
+static void
+test_operate(void *arg, const struct cluster_spec *spec,
+    const struct backend_op *op, backend_op_cb cb, void *cbarg)
+{
+	struct thandle	*h = arg;
+
+	h->dcb = cb;
+	h->arg = cbarg;
+	free(h->message);
+	if (op->kind == BACKEND_OP_SNAPSHOT && op->name != NULL &&
+	    strncmp(op->name, "fail-", 5) == 0) {
+		h->error = -EIO;
+		xasprintf(&h->message, "test backend: snapshot %s failed",
+		    op->name);
+	} else {
+		h->error = 0;
+		if (op->kind == BACKEND_OP_SNAPSHOT)
+			xasprintf(&h->message, "test snapshot %s of %s taken",
+			    op->name ? op->name : "(unnamed)", spec->name);
+		else
+			xasprintf(&h->message, "test failover of %s shard %s",
+			    spec->name, op->shard ? op->shard : "(first)");
+	}
+	log_cluster(LOG_LEVEL_NOTICE, h->name, "test backend operates: %s",
+	    h->message);
+	call_later(h, 5 * CALL_MS);
+}
+
 const struct backend backend_test = {
 	.name = "test",
 	.available = true,
@@ -309,4 +338,5 @@ const struct backend backend_test = {
 	.detach = test_detach,
 	.observe = test_observe,
 	.apply = test_apply,
+	.operate = test_operate,
 };

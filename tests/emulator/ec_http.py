@@ -49,6 +49,8 @@ HANDLERS = {
         lambda b, p: b.add_tags(p),
     "DescribeSnapshots":
         lambda b, p: b.describe_snapshots(p),
+    "CreateSnapshot":
+        lambda b, p: b.create_snapshot(p),
     "TestFailover":
         lambda b, p: b.test_failover(p),
 }

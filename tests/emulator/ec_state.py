@@ -445,7 +445,31 @@ class Backend:
                 started.append(rg.id)
         return started
 
-    def take_snapshot(self, rg_id, name=None):
+    def create_snapshot(self, p):
+        """CreateSnapshot (manual): the group's snapshot, as AWS does it
+        for ReplicationGroupId (or a cluster-mode-disabled member)."""
+        name = p.get("SnapshotName")
+        if not name:
+            raise _ipv("The parameter SnapshotName must be provided and "
+                       "must not be blank.")
+        rg_id = p.get("ReplicationGroupId")
+        if not rg_id and p.get("CacheClusterId"):
+            with self.lock:
+                c = self.clusters.get(p["CacheClusterId"].lower())
+                if c is None:
+                    raise AwsError("CacheClusterNotFound",
+                                   "CacheCluster not found: %s"
+                                   % p["CacheClusterId"])
+                rg_id = c.rg_id
+        if not rg_id:
+            raise _ipc("Either ReplicationGroupId or CacheClusterId must "
+                       "be provided.")
+        self.take_snapshot(rg_id, name, source="manual")
+        with self.lock:
+            return {"Snapshot": self._snapshot_view(self.snapshots[name],
+                                                    True)}
+
+    def take_snapshot(self, rg_id, name=None, source="automated"):
         """An automatic (system) snapshot: available -> snapshotting."""
         with self.lock:
             rg = self._get_rg(rg_id)
@@ -456,7 +480,7 @@ class Backend:
             if name in self.snapshots:
                 raise AwsError("SnapshotAlreadyExistsFault",
                                "Snapshot %s already exists." % name)
-            snap = self._new_snapshot(rg, name, "automated")
+            snap = self._new_snapshot(rg, name, source)
             rg.status = "snapshotting"
             src = self._snapshot_source_cluster(rg)
             if src:
