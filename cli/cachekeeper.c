@@ -14,10 +14,16 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "client.h"
 #include "util.h"
 
 static const struct cli_command *const commands[] = {
+	&cli_status_command,
+	&cli_plan_command,
 	&cli_validate_command,
+	&cli_reconcile_command,
+	&cli_snapshot_command,
+	&cli_failover_command,
 	NULL
 };
 
@@ -26,13 +32,14 @@ usage(FILE *f)
 {
 	size_t	 i;
 
-	fprintf(f, "usage: cachekeeper [--version] [--help] COMMAND [ARGS]\n\n"
-	    "Commands:\n");
+	fprintf(f, "usage: cachekeeper [--version] [--help] [--socket PATH] "
+	    "COMMAND [ARGS]\n\nCommands:\n");
 	for (i = 0; commands[i] != NULL; i++)
 		fprintf(f, "  %-12s %s\n", commands[i]->name,
 		    commands[i]->summary);
 	fprintf(f, "\nRun 'cachekeeper COMMAND --help' for a command's "
-	    "options.\n");
+	    "options. Exit codes: 0 success,\n1 failure, 2 usage error "
+	    "(plan: 2 when there are changes).\n");
 }
 
 int
@@ -40,6 +47,19 @@ main(int argc, char **argv)
 {
 	size_t	 i;
 
+	/* A global --socket PATH (or --socket=PATH) before the command. */
+	while (argc >= 2 && strncmp(argv[1], "--socket", 8) == 0) {
+		if (argv[1][8] == '=')
+			client_socket = argv[1] + 9;
+		else if (argv[1][8] == '\0' && argc >= 3) {
+			client_socket = argv[2];
+			argc--;
+			argv++;
+		} else
+			break;
+		argc--;
+		argv++;
+	}
 	if (argc < 2) {
 		usage(stderr);
 		return CLI_EXIT_USAGE;

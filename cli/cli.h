@@ -13,5 +13,10 @@ struct cli_command {
 };
 
 extern const struct cli_command cli_validate_command;
+extern const struct cli_command cli_status_command;
+extern const struct cli_command cli_plan_command;
+extern const struct cli_command cli_reconcile_command;
+extern const struct cli_command cli_snapshot_command;
+extern const struct cli_command cli_failover_command;
 
 #endif
