@@ -232,6 +232,7 @@ plan_run(int argc, char **argv)
 	struct stat	 sb;
 	long		 status;
 	char		*body, *err = NULL;
+	const char	*why;
 	int		 ch, i, bad = 0, rc;
 
 	optind = 1;
@@ -259,7 +260,7 @@ plan_run(int argc, char **argv)
 	argv += optind;
 	/* Names, unless the arguments are paths. */
 	if (argc == 0 || (stat(argv[0], &sb) != 0 && spec_name_valid(argv[0],
-	    NULL)))
+	    &why)))
 		return plan_names(argc, argv, fmt);
 	files = json_array();
 	for (i = 0; i < argc; i++)

@@ -99,7 +99,9 @@ shape(json_t *ep, char *shards, size_t sl, char *nodes, size_t nl)
 static char *
 progress(json_t *st)
 {
-	json_t		*p = json_object_get(st, "progress");
+	json_t		*p = json_object_get(st, "progress") ?
+	    json_object_get(st, "progress") : json_object_get(
+	    json_object_get(st, "endpoints"), "progress");
 	const char	*op = json_string_value(json_object_get(p, "operation"));
 	char		*s = NULL;
 

@@ -70,6 +70,10 @@ struct reconciler {
 	void			*op_arg;
 	char			*op_what;
 	json_t			*last_op;	/* the last operation's end */
+	bool			 op_queued;	/* waits for the observation */
+	struct backend_op	 op_next;
+	char			*op_next_name;
+	char			*op_next_shard;
 };
 
 const double ctl_hist_bounds[CTL_HIST_BUCKETS] = {
@@ -178,6 +182,7 @@ reconciler_detach(struct reconciler *r)
 	r->inflight = INFLIGHT_NONE;
 	r->op_cb = NULL;
 	r->op_arg = NULL;
+	r->op_queued = false;
 	/* Whoever waits for an operation hears that it will not end. */
 	if (cb != NULL)
 		cb(arg, -ECANCELED, "the cluster's backend was detached");
@@ -204,6 +209,8 @@ reconciler_free(struct reconciler *r)
 	free(r->message);
 	free(r->last_error);
 	free(r->op_what);
+	free(r->op_next_name);
+	free(r->op_next_shard);
 	json_decref(r->last_op);
 	free(r->name);
 	free(r);
@@ -389,6 +396,7 @@ fail(struct reconciler *r, int error, const char *what, const char *message)
 }
 
 static void	apply_done(void *, int, const char *);
+static void	operate_start(struct reconciler *);
 
 static enum phase
 phase_of_obs(const struct observed *o)
@@ -489,6 +497,18 @@ observe_done(void *arg, int error, const char *message, struct observed *obs)
 
 	r->inflight = INFLIGHT_NONE;
 	stats_call(r, 0, error == 0);
+	if (r->op_queued) {
+		/* An operator's operation came in meanwhile: it goes first;
+		 * the cluster is looked at again when it is done. */
+		if (error == 0) {
+			observed_free(r->obs);
+			r->obs = obs;
+		} else
+			observed_free(obs);
+		stats_cycle(r);
+		operate_start(r);
+		return;
+	}
 	if (error != 0) {
 		observed_free(obs);
 		stats_cycle(r);
@@ -603,6 +623,16 @@ reconciler_observed(const struct reconciler *r)
 	return r->obs;
 }
 
+static void	operate_done(void *, int, const char *);
+
+static void
+operate_start(struct reconciler *r)
+{
+	r->op_queued = false;
+	r->inflight = INFLIGHT_OPERATE;
+	r->backend->operate(r->handle, r->spec, &r->op_next, operate_done, r);
+}
+
 static void
 operate_done(void *arg, int error, const char *message)
 {
@@ -650,13 +680,23 @@ reconciler_operate(struct reconciler *r, const struct backend_op *op,
 		    r->backend->name);
 		return -ENOTSUP;
 	}
-	if (r->inflight != INFLIGHT_NONE) {
+	if (r->inflight == INFLIGHT_APPLY || r->inflight == INFLIGHT_OPERATE ||
+	    r->op_queued) {
 		xasprintf(cause, "cluster %s is busy (%s in flight); try again "
-		    "in a moment", r->name, r->inflight == INFLIGHT_OPERATE ?
-		    "an operation" : r->inflight == INFLIGHT_APPLY ? "a step" :
-		    "an observation");
+		    "in a moment", r->name, r->inflight == INFLIGHT_APPLY ?
+		    "a step" : "an operation");
 		return -EBUSY;
 	}
+	free(r->op_next_name);
+	free(r->op_next_shard);
+	r->op_next = *op;
+	r->op_next_name = op->name ? xstrdup(op->name) : NULL;
+	r->op_next_shard = op->shard ? xstrdup(op->shard) : NULL;
+	r->op_next.name = r->op_next_name;
+	r->op_next.shard = r->op_next_shard;
+	r->op_queued = true;
+	r->op_cb = cb;
+	r->op_arg = arg;
 	free(r->op_what);
 	if (op->kind == BACKEND_OP_SNAPSHOT)
 		xasprintf(&r->op_what, "snapshot%s%s", op->name ? " " : "",
@@ -665,10 +705,9 @@ reconciler_operate(struct reconciler *r, const struct backend_op *op,
 		xasprintf(&r->op_what, "failover%s%s", op->shard ?
 		    " of shard " : "", op->shard ? op->shard : "");
 	log_cluster(LOG_LEVEL_NOTICE, r->name, "%s requested", r->op_what);
-	r->inflight = INFLIGHT_OPERATE;
-	r->op_cb = cb;
-	r->op_arg = arg;
-	r->backend->operate(r->handle, r->spec, op, operate_done, r);
+	/* During an observation it waits for its end (observe_done). */
+	if (r->inflight == INFLIGHT_NONE)
+		operate_start(r);
 	return 0;
 }
 

@@ -262,6 +262,7 @@ handle_operation(struct control *c, struct evhttp_request *req,
 	struct pending		*p;
 	json_t			*body;
 	char			*cause = NULL, who[96];
+	const char		*why;
 	int			 e;
 
 	if (!peer_may_mutate(req, who, sizeof who)) {
@@ -287,9 +288,9 @@ handle_operation(struct control *c, struct evhttp_request *req,
 	    BACKEND_OP_FAILOVER;
 	op.name = json_string_value(json_object_get(body, "name"));
 	op.shard = json_string_value(json_object_get(body, "shard"));
-	if (op.name != NULL && !spec_name_valid(op.name, NULL)) {
-		reply_error(req, 400, "snapshot name '%s': 1-40 characters, a "
-		    "letter first, then a-z 0-9 -", op.name);
+	if (op.name != NULL && !spec_name_valid(op.name, &why)) {
+		reply_error(req, 400, "snapshot name '%s': %s (1-40 "
+		    "characters, a letter first, then a-z 0-9 -)", op.name, why);
 		json_decref(body);
 		return;
 	}

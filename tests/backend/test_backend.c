@@ -19,6 +19,9 @@
 struct tcluster {
 	struct observed	 obs;
 	struct event	*settle;	/* transitional state ends */
+	uint64_t	 op_start_ms;	/* for progress while it runs */
+	int		 op_ms;
+	const char	*op_name;
 	int		 failures;	/* injected so far */
 };
 
@@ -124,6 +127,17 @@ call_fire(evutil_socket_t fd, short ev, void *arg)
 			    "test://primary", "nodes",
 			    c->obs.num_node_groups *
 			    (c->obs.replicas_per_node_group + 1));
+			if (c->settle != NULL && evtimer_pending(c->settle,
+			    NULL) && c->op_ms > 0) {
+				uint64_t done = clock_mono_ms() -
+				    c->op_start_ms;
+				json_object_set_new(o->endpoints, "progress",
+				    json_pack("{s:s, s:I, s:I, s:s}",
+				    "operation", c->op_name, "done",
+				    (json_int_t)(done > (uint64_t)c->op_ms ?
+				    (uint64_t)c->op_ms : done), "total",
+				    (json_int_t)c->op_ms, "unit", "ms"));
+			}
 			o->message = NULL;
 		}
 		cb(h->arg, 0, NULL, o);
@@ -293,6 +307,9 @@ test_apply(void *arg, const struct cluster_spec *spec,
 	case STEP_FAILOVER_DRILL:
 		break;
 	}
+	c->op_start_ms = clock_mono_ms();
+	c->op_ms = op_ms;
+	c->op_name = step_kind_name(step->kind);
 	if (c->settle == NULL)
 		c->settle = evtimer_new(h->base, settle_fire,
 		    xstrdup(h->name));
@@ -311,7 +328,15 @@ test_operate(void *arg, const struct cluster_spec *spec,
 	h->dcb = cb;
 	h->arg = cbarg;
 	free(h->message);
-	if (op->kind == BACKEND_OP_SNAPSHOT && op->name != NULL &&
+	h->message = NULL;
+	struct tcluster	*c = tcluster_get(h->name);
+
+	if (c != NULL && c->settle != NULL && evtimer_pending(c->settle,
+	    NULL)) {
+		h->error = -EBUSY;
+		xasprintf(&h->message, "test backend: %s is busy (%s)",
+		    spec->name, c->op_name ? c->op_name : "changing");
+	} else if (op->kind == BACKEND_OP_SNAPSHOT && op->name != NULL &&
 	    strncmp(op->name, "fail-", 5) == 0) {
 		h->error = -EIO;
 		xasprintf(&h->message, "test backend: snapshot %s failed",
