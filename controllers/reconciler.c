@@ -212,6 +212,7 @@ reconciler_free(struct reconciler *r)
 	free(r->op_next_name);
 	free(r->op_next_shard);
 	json_decref(r->last_op);
+	log_cluster_forget(r->name);
 	free(r->name);
 	free(r);
 }
@@ -220,6 +221,12 @@ const char *
 reconciler_name(const struct reconciler *r)
 {
 	return r->name;
+}
+
+const char *
+reconciler_message(const struct reconciler *r)
+{
+	return r->message;
 }
 
 enum phase
@@ -533,6 +540,8 @@ observe_done(void *arg, int error, const char *message, struct observed *obs)
 		return;
 	}
 	r->step_kind = (int)step->kind;
+	log_cluster_context(r->name, r->backend->name,
+	    step_kind_name(step->kind));
 	strbuf_init(&sb);
 	plan_format(&r->plan, &sb);
 	log_cluster(LOG_LEVEL_DEBUG, r->name, "plan:\n%s", sb.s);
@@ -554,6 +563,7 @@ apply_done(void *arg, int error, const char *message)
 	r->inflight = INFLIGHT_NONE;
 	stats_call(r, 1 + r->step_kind, error == 0);
 	stats_cycle(r);
+	log_cluster_context(r->name, NULL, NULL);
 	if (error != 0) {
 		fail(r, error, "step failed", message);
 		return;
@@ -614,6 +624,7 @@ reconciler_run(evutil_socket_t fd, short ev, void *arg)
 	}
 	r->inflight = INFLIGHT_OBSERVE;
 	r->cycle_ms = clock_mono_ms();
+	log_cluster_context(r->name, r->backend->name, NULL);
 	r->backend->observe(r->handle, r->spec, observe_done, r);
 }
 
@@ -866,6 +877,10 @@ reconciler_write_status(struct reconciler *r)
 
 	if (r->env->status_dir == NULL)
 		return;
+	/* A long operation's progress shows in the daemon's summary. */
+	if ((r->phase == PHASE_CREATING || r->phase == PHASE_MODIFYING ||
+	    r->phase == PHASE_DELETING) && r->env->on_change != NULL)
+		r->env->on_change(r->env->arg);
 	r->updated_at = clock_wall_s();
 	j = reconciler_status_json(r);
 	txt = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);

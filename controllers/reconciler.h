@@ -91,6 +91,7 @@ void		 reconciler_kick(struct reconciler *, uint64_t delay_ms);
 void		 reconciler_mark_orphan(struct reconciler *, const char *why);
 
 const char	*reconciler_name(const struct reconciler *);
+const char	*reconciler_message(const struct reconciler *);
 enum phase	 reconciler_phase(const struct reconciler *);
 bool		 reconciler_in_sync(const struct reconciler *);
 const struct cluster_spec *reconciler_spec(const struct reconciler *);

@@ -316,6 +316,8 @@ daemon_start(struct daemon *d)
 	log_info("cachekeeperd %s starting: config %s, clusters_dir %s, "
 	    "state_dir %s", PACKAGE_VERSION, d->conf->file ? d->conf->file :
 	    "(built-in defaults)", d->conf->clusters_dir, d->conf->state_dir);
+	/* Loading a large fleet can take a while: more time to start. */
+	notify_extend_timeout(DAEMON_START_EXTEND_USEC);
 	d->specs = new_specdir(d);
 	start_watcher(d);
 	daemon_rescan(d, "start-up");

@@ -15,6 +15,9 @@
 #include "reconciler.h"
 #include "specdir.h"
 
+#define DAEMON_START_EXTEND_USEC	(90ULL * 1000000)	/* EXTEND_TIMEOUT */
+#define SUMMARY_MIN_MS			250	/* between STATUS= updates */
+
 struct watcher;
 struct control;
 struct metrics;
@@ -31,6 +34,7 @@ struct daemon {
 	struct control		*control;
 	struct metrics		*metrics;
 	char			*summary;	/* the last STATUS= text */
+	uint64_t		 summary_at_ms;	/* when it was computed */
 	int			 lock_fd;
 
 	struct event		*ev_sigterm;

@@ -171,14 +171,27 @@ daemon_update_summary(struct daemon *d)
 	void		*v;
 	struct strbuf	 sb;
 
+	const char	*busy = NULL;
+	struct reconciler *busy_r = NULL;
+	size_t		 nbusy = 0;
+
 	while (htab_next(d->reconcilers, &pos, &name, &v)) {
 		struct reconciler *r = v;
+		enum phase p = reconciler_phase(r);
 		total++;
-		if (reconciler_in_sync(r) &&
-		    reconciler_phase(r) == PHASE_AVAILABLE)
+		if (reconciler_in_sync(r) && p == PHASE_AVAILABLE)
 			insync++;
 		else
-			counts[reconciler_phase(r)]++;
+			counts[p]++;
+		/* The long operation to show: the first busy cluster. */
+		if (p == PHASE_CREATING || p == PHASE_MODIFYING ||
+		    p == PHASE_DELETING) {
+			nbusy++;
+			if (busy == NULL || strcmp(name, busy) < 0) {
+				busy = name;
+				busy_r = r;
+			}
+		}
 	}
 	strbuf_init(&sb);
 	strbuf_printf(&sb, "%zu cluster%s: %zu in sync", total,
@@ -202,7 +215,28 @@ daemon_update_summary(struct daemon *d)
 	if (d->invalid_files)
 		strbuf_printf(&sb, "; %zu invalid spec file%s",
 		    d->invalid_files, d->invalid_files == 1 ? "" : "s");
+	if (busy_r != NULL) {
+		const struct observed *o = reconciler_observed(busy_r);
+		json_t *pg = o && o->endpoints ? json_object_get(o->endpoints,
+		    "progress") : NULL;
+		const char *m = reconciler_message(busy_r);
+
+		strbuf_printf(&sb, "; %s: %s", busy, m ? m : phase_name(
+		    reconciler_phase(busy_r)));
+		if (json_string_value(json_object_get(pg, "operation")))
+			strbuf_printf(&sb, " (%s %" JSON_INTEGER_FORMAT "/%"
+			    JSON_INTEGER_FORMAT "%s%s)", json_string_value(
+			    json_object_get(pg, "operation")),
+			    json_integer_value(json_object_get(pg, "done")),
+			    json_integer_value(json_object_get(pg, "total")),
+			    json_object_get(pg, "unit") ? " " : "",
+			    json_object_get(pg, "unit") ? json_string_value(
+			    json_object_get(pg, "unit")) : "");
+		if (nbusy > 1)
+			strbuf_printf(&sb, " (+%zu more)", nbusy - 1);
+	}
 	notify_status(sb.s);
+	d->summary_at_ms = clock_mono_ms();
 	free(d->summary);
 	d->summary = strbuf_detach(&sb);
 }
@@ -213,16 +247,26 @@ summary_fire(evutil_socket_t fd, short ev, void *arg)
 	daemon_update_summary(arg);
 }
 
+/*
+ * Recompute STATUS= soon: on the next loop turn, or, when it was just
+ * recomputed, SUMMARY_MIN_MS after that (a long operation reports
+ * progress often; the summary need not follow every step).
+ */
 void
 daemon_summary_soon(void *arg)
 {
 	struct daemon	*d = arg;
 	struct timeval	 tv = { 0, 0 };
+	uint64_t	 now = clock_mono_ms();
 
 	if (d->ev_summary == NULL)
 		d->ev_summary = evtimer_new(d->base, summary_fire, d);
-	if (!evtimer_pending(d->ev_summary, NULL))
-		evtimer_add(d->ev_summary, &tv);
+	if (evtimer_pending(d->ev_summary, NULL))
+		return;
+	if (d->summary_at_ms != 0 && now - d->summary_at_ms < SUMMARY_MIN_MS)
+		tv.tv_usec = (suseconds_t)(SUMMARY_MIN_MS - (now -
+		    d->summary_at_ms)) * 1000;
+	evtimer_add(d->ev_summary, &tv);
 }
 
 /*

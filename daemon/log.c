@@ -10,11 +10,21 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <systemd/sd-journal.h>
+
+#include "htab.h"
 #include "log.h"
 #include "util.h"
 
 static enum log_level	 cur_level = LOG_LEVEL_INFO;
 static int		 journal;	/* stderr is connected to journald */
+static struct htab	*fields;	/* cluster -> struct cluster_fields */
+
+/* What log_cluster() adds as journal fields for a cluster. */
+struct cluster_fields {
+	char	*backend;
+	char	*step;
+};
 
 static const int syslog_prio[] = {
 	[LOG_LEVEL_ERROR] = 3,
@@ -134,17 +144,63 @@ log_warn(const char *fmt, ...)
 }
 
 void
+log_cluster_context(const char *cluster, const char *backend,
+    const char *step)
+{
+	struct cluster_fields	*f;
+
+	if (fields == NULL)
+		fields = htab_new();
+	if ((f = htab_get(fields, cluster)) == NULL) {
+		if (backend == NULL && step == NULL)
+			return;
+		f = xcalloc(1, sizeof *f);
+		htab_put(fields, cluster, f);
+	}
+	if (backend != NULL && (f->backend == NULL ||
+	    strcmp(f->backend, backend) != 0)) {
+		free(f->backend);
+		f->backend = xstrdup(backend);
+	}
+	free(f->step);
+	f->step = step ? xstrdup(step) : NULL;
+}
+
+void
+log_cluster_forget(const char *cluster)
+{
+	struct cluster_fields	*f;
+
+	if (fields != NULL && (f = htab_del(fields, cluster)) != NULL) {
+		free(f->backend);
+		free(f->step);
+		free(f);
+	}
+}
+
+void
 log_cluster(enum log_level level, const char *cluster, const char *fmt, ...)
 {
-	va_list	 ap;
-	char	*s;
+	struct cluster_fields	*f;
+	va_list			 ap;
+	char			*s;
 
 	if (level > cur_level)
 		return;
 	va_start(ap, fmt);
 	xvasprintf(&s, fmt, ap);
 	va_end(ap);
-	log_emit(level, "cluster %s: %s", cluster, s);
+	/*
+	 * Under journald, structured: CLUSTER=, BACKEND= and STEP= fields,
+	 * so that "journalctl -u cachekeeperd CLUSTER=sessions" works.
+	 */
+	f = fields ? htab_get(fields, cluster) : NULL;
+	if (!journal || sd_journal_send("MESSAGE=cluster %s: %s", cluster, s,
+	    "PRIORITY=%d", syslog_prio[level], "CLUSTER=%s", cluster,
+	    "BACKEND=%s", f && f->backend ? f->backend : "",
+	    "STEP=%s", f && f->step ? f->step : "",
+	    "SYSLOG_IDENTIFIER=cachekeeperd", NULL) < 0)
+		log_emit(level, "cluster %s: %s", cluster, s);
 	free(s);
 }
 

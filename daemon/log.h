@@ -26,6 +26,10 @@ void	log_info(const char *, ...) __attribute__((format(printf, 1, 2)));
 void	log_debug(const char *, ...) __attribute__((format(printf, 1, 2)));
 void	log_error(const char *, ...) __attribute__((format(printf, 1, 2)));
 /* "cluster NAME: message" at the given level. */
+/* The backend and the step in flight of a cluster, for journal fields. */
+void	log_cluster_context(const char *cluster, const char *backend,
+	    const char *step);
+void	log_cluster_forget(const char *cluster);
 void	log_cluster(enum log_level, const char *cluster, const char *, ...)
 	    __attribute__((format(printf, 3, 4)));
 void	fatal(const char *, ...)

@@ -105,6 +105,16 @@ notify_free(void)
 }
 
 void
+notify_extend_timeout(uint64_t usec)
+{
+	char	*s;
+
+	xasprintf(&s, "EXTEND_TIMEOUT_USEC=%llu", (unsigned long long)usec);
+	notify_send(s);
+	free(s);
+}
+
+void
 notify_watchdog(void)
 {
 	notify_send("WATCHDOG=1");

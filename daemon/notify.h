@@ -13,6 +13,8 @@ void		 notify_reloading(void);
 void		 notify_stopping(void);
 void		 notify_status(const char *);
 void		 notify_watchdog(void);
+/* Ask for more time to start (or stop) than the unit's timeout. */
+void		 notify_extend_timeout(uint64_t usec);
 void		 notify_free(void);
 /* Watchdog period requested by systemd, in microseconds; 0: none. */
 uint64_t	 notify_watchdog_usec(void);

@@ -31,6 +31,38 @@ class NotifyTest(DaemonTest):
         self.assertTrue(d.notify.seen("STOPPING=1"))
         self.assertIn("managed clusters keep running", d.log())
 
+    def test_extend_timeout_before_ready(self):
+        d = self.daemon()
+        d.write("a.yaml", spec("alpha"))
+        d.start()
+        wait_for(lambda: d.notify.seen("READY=1"), what="READY=1")
+        msgs = d.notify.poll()
+        ext = [i for i, m in enumerate(msgs)
+               if m.startswith("EXTEND_TIMEOUT_USEC=")]
+        self.assertTrue(ext, msgs)
+        self.assertEqual(msgs[ext[0]], "EXTEND_TIMEOUT_USEC=90000000")
+        self.assertLess(ext[0], msgs.index("READY=1"))
+
+    def test_status_shows_the_long_operation(self):
+        d = self.daemon()
+        d.write("a.yaml", spec("alpha", extra="cluster_size: 2",
+                               labels={"test-op-ms": "3000"}))
+        d.write("b.yaml", spec("beta"))
+        d.start()
+        wait_for(lambda: "STATUS=2 clusters: 2 in sync" in d.notify.poll(),
+                 what="in sync")
+        d.write("a.yaml", spec("alpha", extra="cluster_size: 4",
+                               labels={"test-op-ms": "3000"}))
+        m = wait_for(lambda: [x for x in d.notify.seen("STATUS=") if
+                              re.search(r"; alpha: .*\(add-replicas "
+                                        r"\d+/3000 ms\)$", x)],
+                     10, what="STATUS with the long operation")
+        self.assertIn("1 converging", m[0])
+        wait_for(lambda: d.notify.poll()[-1] ==
+                 "STATUS=2 clusters: 2 in sync" or
+                 "STATUS=2 clusters: 2 in sync" in d.notify.poll()[-3:],
+                 15, what="back in sync")
+
     def test_ready_comes_after_first_load(self):
         d = self.daemon()
         for i in range(50):
