@@ -24,6 +24,7 @@ static const struct cli_command *const commands[] = {
 	&cli_reconcile_command,
 	&cli_snapshot_command,
 	&cli_failover_command,
+	&cli_confirm_command,
 	NULL
 };
 
@@ -35,7 +36,7 @@ usage(FILE *f)
 	fprintf(f, "usage: cachekeeper [--version] [--help] [--socket PATH] "
 	    "COMMAND [ARGS]\n\nCommands:\n");
 	for (i = 0; commands[i] != NULL; i++)
-		fprintf(f, "  %-12s %s\n", commands[i]->name,
+		fprintf(f, "  %-17s %s\n", commands[i]->name,
 		    commands[i]->summary);
 	fprintf(f, "\nRun 'cachekeeper COMMAND --help' for a command's "
 	    "options. Exit codes: 0 success,\n1 failure, 2 usage error "

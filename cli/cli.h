@@ -18,5 +18,6 @@ extern const struct cli_command cli_plan_command;
 extern const struct cli_command cli_reconcile_command;
 extern const struct cli_command cli_snapshot_command;
 extern const struct cli_command cli_failover_command;
+extern const struct cli_command cli_confirm_command;
 
 #endif

@@ -144,3 +144,71 @@ const struct cli_command cli_failover_command = {
 	.summary = "fail a cluster (or one shard) over to a replica",
 	.run = failover_run,
 };
+
+/*
+ * cachekeeper confirm-deletions [NAME...]: let the deletions the
+ * mass-deletion guard holds go, all of them or those named.
+ */
+static int
+confirm_run(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		CLIENT_LONGOPTS,
+		{ NULL, 0, NULL, 0 }
+	};
+	json_t	*names = json_array(), *body, *a, *v;
+	long	 status;
+	char	*text, *err = NULL;
+	size_t	 i;
+	int	 ch, rc, k;
+
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		if (client_option(ch, optarg))
+			continue;
+		if (ch == 'h') {
+			printf("usage: cachekeeper confirm-deletions [--socket "
+			    "PATH] [--config FILE] [NAME...]\n\nLet the "
+			    "deletions the mass-deletion guard holds go: every "
+			    "cluster\nthat is retained because too many specs "
+			    "disappeared at once (or only\nthose named) is "
+			    "then handled by its deletion_policy.\n");
+			json_decref(names);
+			return CLI_EXIT_OK;
+		}
+		json_decref(names);
+		return CLI_EXIT_USAGE;
+	}
+	for (k = optind; k < argc; k++)
+		json_array_append_new(names, json_string(argv[k]));
+	body = json_pack("{s:o}", "names", names);
+	text = json_dumps(body, JSON_COMPACT);
+	json_decref(body);
+	rc = client_call("POST", "/v1/confirm-deletions", text, &status, &a,
+	    &err);
+	free(text);
+	if (rc != 0) {
+		fprintf(stderr, "cachekeeper confirm-deletions: %s\n", err);
+		free(err);
+		return CLI_EXIT_FAIL;
+	}
+	if (status != 200) {
+		fprintf(stderr, "cachekeeper confirm-deletions: %s\n",
+		    client_error_message(a, status));
+		json_decref(a);
+		return CLI_EXIT_FAIL;
+	}
+	if (json_array_size(json_object_get(a, "confirmed")) == 0)
+		printf("no deletion was held\n");
+	json_array_foreach(json_object_get(a, "confirmed"), i, v)
+		printf("%s: deletion confirmed\n", json_string_value(v));
+	json_decref(a);
+	return CLI_EXIT_OK;
+}
+
+const struct cli_command cli_confirm_command = {
+	.name = "confirm-deletions",
+	.summary = "let deletions held by the mass-deletion guard go",
+	.run = confirm_run,
+};

@@ -14,13 +14,16 @@
 #define RESYNC_DEFAULT_MS	60000	/* 60 s */
 #define FAILOVER_AFTER_MS	1500
 #define EC_POLL_INTERVAL_MS	30000
+#define GUARD_MAX_FRACTION	0.5
+#define GUARD_MAX_COUNT		10
 #define EC_MAX_CALLS_PER_S	20
 
 static const char *const top_keys[] = {
 	"clusters_dir", "state_dir", "resync_interval", "log_level",
 	"default_backend", "control_socket", "metrics_listen", "local",
-	"elasticache", NULL
+	"elasticache", "deletion_guard", NULL
 };
+static const char *const guard_keys[] = { "max_fraction", "max_count", NULL };
 static const char *const local_keys[] = {
 	"redis_server", "bind", "port_range", "data_dir", "failover_after",
 	"instance_types", NULL
@@ -101,6 +104,8 @@ dconf_new_defaults(void)
 	c->local.port_max = 17999;
 	c->local.failover_after_ms = FAILOVER_AFTER_MS;
 	c->elasticache.poll_interval_ms = EC_POLL_INTERVAL_MS;
+	c->guard_max_fraction = GUARD_MAX_FRACTION;
+	c->guard_max_count = GUARD_MAX_COUNT;
 	c->elasticache.max_calls_per_second = EC_MAX_CALLS_PER_S;
 	for (i = 0; i < nitems(instance_type_defaults); i++)
 		kvlist_add(&c->local.instance_types,
@@ -232,6 +237,33 @@ parse_elasticache(struct yctx *c, const struct ynode *m, struct dconf *d)
 		d->elasticache.max_calls_per_second = (int)v;
 }
 
+/* deletion_guard: {max_fraction: 0.5, max_count: 10} */
+static void
+parse_guard(struct yctx *c, const struct ynode *m, struct dconf *d)
+{
+	const struct ynode	*n;
+	int64_t			 v;
+	char			*end;
+	double			 f;
+
+	if (ycheck_map(c, m, "deletion_guard", guard_keys) != 0)
+		return;
+	if ((n = ymap_get(m, "max_fraction")) != NULL) {
+		if (n->type != YNODE_SCALAR || n->value == NULL ||
+		    (f = strtod(n->value, &end), end == n->value) ||
+		    *end != '\0' || f < 0 || f > 1)
+			yerr(c, n, "deletion_guard.max_fraction must be a number "
+			    "0..1 (1 turns the fraction rule off), got '%s'",
+			    n->type == YNODE_SCALAR && n->value ? n->value :
+			    ynode_type_name(n));
+		else
+			d->guard_max_fraction = f;
+	}
+	if ((n = ymap_get(m, "max_count")) != NULL &&
+	    yget_int(c, n, "deletion_guard.max_count", 1, 1000000, &v) == 0)
+		d->guard_max_count = (int)v;
+}
+
 static void
 parse_top(struct yctx *c, const struct ynode *m, const char *base,
     struct dconf *d)
@@ -276,6 +308,8 @@ parse_top(struct yctx *c, const struct ynode *m, const char *base,
 		parse_local(c, n, base, d);
 	if ((n = ymap_get(m, "elasticache")) != NULL && !ynode_is_null(n))
 		parse_elasticache(c, n, d);
+	if ((n = ymap_get(m, "deletion_guard")) != NULL && !ynode_is_null(n))
+		parse_guard(c, n, d);
 }
 
 struct dconf *

@@ -51,6 +51,9 @@ struct dconf {
 	char		*metrics_listen;	/* NULL when off */
 	struct dconf_local	 local;
 	struct dconf_elasticache elasticache;
+	/* Mass-deletion guard: more specs than this gone at once are held. */
+	double			 guard_max_fraction;	/* of known clusters */
+	int			 guard_max_count;
 };
 
 /* A configuration with every default. */

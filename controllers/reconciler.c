@@ -71,6 +71,7 @@ struct reconciler {
 	char			*op_what;
 	json_t			*last_op;	/* the last operation's end */
 	bool			 op_queued;	/* waits for the observation */
+	char			*held;		/* deletion held: why, or NULL */
 	struct backend_op	 op_next;
 	char			*op_next_name;
 	char			*op_next_shard;
@@ -213,6 +214,7 @@ reconciler_free(struct reconciler *r)
 	free(r->op_next_shard);
 	json_decref(r->last_op);
 	log_cluster_forget(r->name);
+	free(r->held);
 	free(r->name);
 	free(r);
 }
@@ -298,6 +300,12 @@ set_phase(struct reconciler *r, enum phase p, const char *fmt, ...)
 		va_start(ap, fmt);
 		xvasprintf(&msg, fmt, ap);
 		va_end(ap);
+	}
+	/* A deletion held by the guard shows as that, whatever else. */
+	if (r->held != NULL && p != PHASE_SPEC_ERROR) {
+		p = PHASE_RETAINED;
+		free(msg);
+		msg = xstrdup(r->held);
 	}
 	changed = r->phase != p;
 	if (changed)
@@ -800,6 +808,41 @@ reconciler_set_deleted(struct reconciler *r, bool deleted, const char *why)
 	reconciler_kick(r, 0);
 }
 
+bool
+reconciler_deleted(const struct reconciler *r)
+{
+	return r->deleted;
+}
+
+const char *
+reconciler_held(const struct reconciler *r)
+{
+	return r->held;
+}
+
+void
+reconciler_hold_deletion(struct reconciler *r, const char *why)
+{
+	if (why == NULL) {
+		if (r->held == NULL)
+			return;
+		free(r->held);
+		r->held = NULL;
+		log_cluster(LOG_LEVEL_INFO, r->name, "deletion no longer held");
+		reconciler_kick(r, 0);
+		return;
+	}
+	if (r->held != NULL && strcmp(r->held, why) == 0)
+		return;
+	if (r->held == NULL)
+		log_cluster(LOG_LEVEL_WARNING, r->name, "%s", why);
+	free(r->held);
+	r->held = xstrdup(why);
+	set_phase(r, shown_phase(r, PHASE_RETAINED), NULL);
+	cond_set(r, COND_SPEC_VALID, false, "DeletionHeld", why);
+	reconciler_write_status(r);
+}
+
 void
 reconciler_mark_orphan(struct reconciler *r, const char *why)
 {
@@ -853,6 +896,8 @@ reconciler_status_json(const struct reconciler *r)
 	    r->spec->deletion_policy == DELETION_DELETE ? "delete" :
 	    "retain") : json_null());
 	json_object_set_new(j, "deleted", json_boolean(r->deleted));
+	if (r->held != NULL)
+		json_object_set_new(j, "deletion_held", json_string(r->held));
 	json_object_set_new(j, "conditions", conds);
 	json_object_set_new(j, "spec_errors", errs);
 	json_object_set_new(j, "endpoints", r->obs && r->obs->endpoints ?

@@ -89,6 +89,14 @@ void		 reconciler_kick(struct reconciler *, uint64_t delay_ms);
 /* A cluster known from its status file only: shown retained, never acted
  * on until a spec arrives. */
 void		 reconciler_mark_orphan(struct reconciler *, const char *why);
+bool		 reconciler_deleted(const struct reconciler *);
+/*
+ * The mass-deletion guard holds this cluster's deletion (why), or lets it
+ * go (NULL). A held cluster shows as retained with why, keeps its last
+ * good spec and is never deleted.
+ */
+void		 reconciler_hold_deletion(struct reconciler *, const char *why);
+const char	*reconciler_held(const struct reconciler *);
 
 const char	*reconciler_name(const struct reconciler *);
 const char	*reconciler_message(const struct reconciler *);

@@ -165,6 +165,36 @@ cluster_plan_json(struct daemon *d, const struct cluster_spec *s,
 	return j;
 }
 
+/* POST /v1/confirm-deletions {"names": [...]}: let held deletions go. */
+static void
+handle_confirm(struct control *c, struct evhttp_request *req)
+{
+	struct strlist	 names = { 0 };
+	json_t		*body, *a, *v, *done;
+	char		*cause = NULL, who[96];
+	size_t		 i;
+
+	if (!peer_may_mutate(req, who, sizeof who)) {
+		reply_error(req, 403, "only root, the daemon's user or its "
+		    "group may confirm deletions (you are %s)", who);
+		return;
+	}
+	if ((body = read_body_json(req, &cause)) == NULL) {
+		reply_error(req, 400, "%s", cause);
+		free(cause);
+		return;
+	}
+	a = json_object_get(body, "names");
+	json_array_foreach(a, i, v)
+		if (json_is_string(v))
+			strlist_add(&names, json_string_value(v));
+	done = json_array();
+	daemon_confirm_deletions(c->d, &names, done);
+	strlist_free(&names);
+	json_decref(body);
+	reply_json(req, 200, json_pack("{s:o}", "confirmed", done));
+}
+
 /* POST /v1/plan: specs sent by the client, against what the daemon sees. */
 static void
 handle_plan_files(struct control *c, struct evhttp_request *req)
@@ -423,7 +453,12 @@ handle(struct evhttp_request *req, void *arg)
 			handle_clusters(c, req);
 	} else if (strncmp(path, "/v1/clusters/", 13) == 0 && path[13])
 		handle_cluster(c, req, path + 13, m);
-	else if (strcmp(path, "/v1/plan") == 0) {
+	else if (strcmp(path, "/v1/confirm-deletions") == 0) {
+		if (m != EVHTTP_REQ_POST)
+			reply_error(req, 405, "use POST");
+		else
+			handle_confirm(c, req);
+	} else if (strcmp(path, "/v1/plan") == 0) {
 		if (m != EVHTTP_REQ_POST)
 			reply_error(req, 405, "use POST");
 		else

@@ -10,6 +10,8 @@
 
 #include <event2/event.h>
 
+#include <jansson.h>
+
 #include "dconf.h"
 #include "htab.h"
 #include "reconciler.h"
@@ -64,6 +66,9 @@ void	 daemon_update_summary(struct daemon *);
 /* Schedule a summary update on the next loop turn. */
 void	 daemon_summary_soon(void *);
 void	 daemon_retire(void *, const char *name);
+/* Let deletions the guard holds go (all, or names); names into done. */
+size_t	 daemon_confirm_deletions(struct daemon *, const struct strlist *names,
+	    json_t *done);
 /* Create reconcilers for clusters known only from status files. */
 void	 daemon_load_known(struct daemon *);
 

@@ -60,6 +60,86 @@ log_file_errors(struct daemon *d, const struct diags *errs)
 	strbuf_free(&sb);
 }
 
+/*
+ * The mass-deletion guard. Specs that disappear are deletions (or
+ * retentions) by their policy, unless too many go at once: more than
+ * deletion_guard.max_count, or more than one and more than max_fraction
+ * of the clusters with a spec. A broken checkout, a wrong clusters_dir
+ * or an emptied directory must never delete a fleet: then nothing is
+ * deleted, every one of them is held (retained, said why) until its spec
+ * comes back or "cachekeeper confirm-deletions" lets them go. While any
+ * deletion is held, every further one is held too.
+ */
+static void
+guard_apply(struct daemon *d, struct reconciler **missing, size_t n)
+{
+	size_t		 pos = 0, known = 0, held = 0, i;
+	const char	*name;
+	void		*v;
+	char		*why;
+	bool		 trip;
+
+	while (htab_next(d->reconcilers, &pos, &name, &v)) {
+		if (reconciler_spec(v) != NULL)
+			known++;
+		if (reconciler_held(v) != NULL)
+			held++;
+	}
+	trip = held > 0 || n + held > (size_t)d->conf->guard_max_count ||
+	    (n + held > 1 && (double)(n + held) > d->conf->guard_max_fraction *
+	    (double)known);
+	if (n == 0)
+		return;
+	if (!trip) {
+		for (i = 0; i < n; i++)
+			reconciler_set_deleted(missing[i], true,
+			    "no spec file defines it");
+		return;
+	}
+	xasprintf(&why, "deletion held by the mass-deletion guard: %zu of %zu "
+	    "cluster specs disappeared at once (deletion_guard: max_fraction "
+	    "%g, max_count %d); nothing is deleted until the specs come back "
+	    "or 'cachekeeper confirm-deletions' lets them go", n + held, known,
+	    d->conf->guard_max_fraction, d->conf->guard_max_count);
+	log_warnx("mass-deletion guard: %zu of %zu cluster specs disappeared "
+	    "at once; holding every deletion (retained) until the specs come "
+	    "back or 'cachekeeper confirm-deletions'", n + held, known);
+	for (i = 0; i < n; i++)
+		reconciler_hold_deletion(missing[i], why);
+	free(why);
+}
+
+/* Let held deletions go: all of them, or those named. */
+size_t
+daemon_confirm_deletions(struct daemon *d, const struct strlist *names,
+    json_t *done)
+{
+	size_t		 pos = 0, k, n = 0;
+	const char	*name;
+	void		*v;
+
+	while (htab_next(d->reconcilers, &pos, &name, &v)) {
+		if (reconciler_held(v) == NULL)
+			continue;
+		if (names != NULL && names->n > 0) {
+			for (k = 0; k < names->n; k++)
+				if (strcmp(names->v[k], name) == 0)
+					break;
+			if (k == names->n)
+				continue;
+		}
+		log_cluster(LOG_LEVEL_NOTICE, name, "deletion confirmed by an "
+		    "operator");
+		reconciler_hold_deletion(v, NULL);
+		reconciler_set_deleted(v, true, "no spec file defines it; "
+		    "confirmed");
+		json_array_append_new(done, json_string(name));
+		n++;
+	}
+	daemon_update_summary(d);
+	return n;
+}
+
 void
 daemon_rescan(struct daemon *d, const char *why)
 {
@@ -71,6 +151,8 @@ daemon_rescan(struct daemon *d, const char *why)
 	size_t			 i, pos, changed;
 	char			**gone = NULL;
 	size_t			 ngone = 0;
+	struct reconciler	**missing = NULL;
+	size_t			 nmissing = 0;
 	uint64_t		 t0 = clock_mono_us();
 
 	if (d->watcher != NULL)
@@ -101,9 +183,11 @@ daemon_rescan(struct daemon *d, const char *why)
 	}
 	pos = 0;
 	while (htab_next(d->reconcilers, &pos, &name, &v)) {
-		if (htab_get(seen, name) != NULL)
-			continue;
 		r = v;
+		if (htab_get(seen, name) != NULL) {
+			reconciler_hold_deletion(r, NULL);	/* it is back */
+			continue;
+		}
 		if (reconciler_spec(r) == NULL) {
 			if (reconciler_phase(r) != PHASE_RETAINED) {
 				gone = xreallocarray(gone, ngone + 1,
@@ -112,8 +196,14 @@ daemon_rescan(struct daemon *d, const char *why)
 			}
 			continue;
 		}
-		reconciler_set_deleted(r, true, "no spec file defines it");
+		if (!reconciler_deleted(r)) {
+			missing = xreallocarray(missing, nmissing + 1,
+			    sizeof *missing);
+			missing[nmissing++] = r;
+		}
 	}
+	guard_apply(d, missing, nmissing);
+	free(missing);
 	for (i = 0; i < ngone; i++) {
 		/* Never had a valid spec, now not even a broken one. */
 		r = htab_del(d->reconcilers, gone[i]);
@@ -173,12 +263,14 @@ daemon_update_summary(struct daemon *d)
 
 	const char	*busy = NULL;
 	struct reconciler *busy_r = NULL;
-	size_t		 nbusy = 0;
+	size_t		 nbusy = 0, nheld = 0;
 
 	while (htab_next(d->reconcilers, &pos, &name, &v)) {
 		struct reconciler *r = v;
 		enum phase p = reconciler_phase(r);
 		total++;
+		if (reconciler_held(r) != NULL)
+			nheld++;
 		if (reconciler_in_sync(r) && p == PHASE_AVAILABLE)
 			insync++;
 		else
@@ -215,6 +307,10 @@ daemon_update_summary(struct daemon *d)
 	if (d->invalid_files)
 		strbuf_printf(&sb, "; %zu invalid spec file%s",
 		    d->invalid_files, d->invalid_files == 1 ? "" : "s");
+	if (nheld > 0)
+		strbuf_printf(&sb, "; deletion guard holds %zu deletion%s "
+		    "(cachekeeper confirm-deletions)", nheld, nheld == 1 ? "" :
+		    "s");
 	if (busy_r != NULL) {
 		const struct observed *o = reconciler_observed(busy_r);
 		json_t *pg = o && o->endpoints ? json_object_get(o->endpoints,

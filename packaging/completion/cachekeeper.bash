@@ -8,7 +8,8 @@
 # the bash-completion package. Installed as
 # $(datadir)/bash-completion/completions/cachekeeper.
 
-_cachekeeper_commands="status plan validate reconcile snapshot failover"
+_cachekeeper_commands="status plan validate reconcile snapshot failover
+confirm-deletions"
 _cachekeeper_global_opts="--socket --help --version"
 
 # Print the cluster names the daemon knows, one a line; nothing on error.
@@ -176,6 +177,10 @@ _cachekeeper()
 		# Spec files, or the names of running clusters.
 		_cachekeeper_specfiles "$cur"
 		COMPREPLY+=($(compgen -W "$(_cachekeeper_clusters "$bin" \
+		    "${gopts[@]}")" -- "$cur"))
+		;;
+	confirm-deletions)
+		COMPREPLY=($(compgen -W "$(_cachekeeper_clusters "$bin" \
 		    "${gopts[@]}")" -- "$cur"))
 		;;
 	status|reconcile|snapshot|failover)

@@ -310,5 +310,101 @@ class LifecycleTest(DaemonTest):
                          ("False", "BackendError"))
 
 
+class DeletionGuardTest(DaemonTest):
+    """A broken checkout must never delete a fleet."""
+
+    def fleet(self, d, n=10):
+        for i in range(n):
+            d.write("c%02d.yaml" % i, spec("c%02d" % i, extra=
+                    "deletion_policy: delete\nfinal_snapshot: false"))
+
+    def start(self):
+        d = self.daemon()
+        self.sock = os.path.join(d.tmp, "ctl.sock")
+        with open(d.conf, "a") as f:
+            f.write("control_socket: %s\n" % self.sock)
+        return d
+
+    def test_many_specs_gone_at_once_are_held(self):
+        d = self.start()
+        self.fleet(d)
+        d.start()
+        for i in range(10):
+            d.wait_status("c%02d" % i, phase="available", timeout=10)
+        # One spec removed is an ordinary deletion.
+        os.unlink(os.path.join(d.specs, "c09.yaml"))
+        wait_for(lambda: not os.path.exists(d.status_path("c09")), 10,
+                 what="c09 deleted")
+        # Six of the nine left vanish at once: nothing is deleted.
+        for i in range(6):
+            os.unlink(os.path.join(d.specs, "c%02d.yaml" % i))
+        for i in range(6):
+            st = d.wait_status("c%02d" % i, phase="retained", timeout=10)
+            self.assertIn("mass-deletion guard: 6 of 9", st["deletion_held"])
+            self.assertFalse(st["deleted"])
+        wait_for(lambda: [m for m in d.notify.seen("STATUS=") if
+                          "deletion guard holds 6 deletions" in m],
+                 what="STATUS= says so")
+        self.assertIn("mass-deletion guard: 6 of 9 cluster specs "
+                      "disappeared", d.log())
+        time.sleep(0.5)
+        self.assertEqual(d.log().count("test backend applies delete"), 1)
+        # Two come back: no longer held, available again.
+        self.fleet(d, 2)
+        d.wait_status("c00", phase="available", timeout=10)
+        d.wait_status("c01", phase="available", timeout=10)
+        # One more vanishes while the guard holds: held as well.
+        os.unlink(os.path.join(d.specs, "c08.yaml"))
+        d.wait_status("c08", phase="retained", timeout=10)
+        # An operator confirms two, then the rest.
+        env = dict(os.environ, CACHEKEEPER_SOCKET=self.sock)
+        r = subprocess.run([cklib.CLI, "confirm-deletions", "c02", "c03"],
+                           capture_output=True, text=True, env=env)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(sorted(r.stdout.split("\n")[:2]),
+                         ["c02: deletion confirmed",
+                          "c03: deletion confirmed"])
+        for n in ("c02", "c03"):
+            wait_for(lambda: not os.path.exists(d.status_path(n)), 10,
+                     what="%s deleted" % n)
+        self.assertEqual(d.status("c04")["phase"], "retained")
+        r = subprocess.run([cklib.CLI, "confirm-deletions"],
+                           capture_output=True, text=True, env=env)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        for n in ("c04", "c05", "c08"):
+            wait_for(lambda: not os.path.exists(d.status_path(n)), 10,
+                     what="%s deleted" % n)
+        for n in ("c00", "c01", "c06", "c07"):
+            self.assertEqual(d.status(n)["phase"], "available")
+
+    def test_emptied_directory_deletes_nothing(self):
+        d = self.start()
+        with open(d.conf, "a") as f:
+            f.write("deletion_guard: {max_fraction: 0.9, max_count: 100}\n")
+        self.fleet(d, 4)
+        d.start()
+        for i in range(4):
+            d.wait_status("c%02d" % i, phase="available", timeout=10)
+        for i in range(4):
+            os.unlink(os.path.join(d.specs, "c%02d.yaml" % i))
+        for i in range(4):
+            st = d.wait_status("c%02d" % i, phase="retained", timeout=10)
+            self.assertIn("4 of 4", st["deletion_held"])
+        time.sleep(0.5)
+        self.assertNotIn("test backend applies delete", d.log())
+
+    def test_guard_settings_are_checked(self):
+        d = self.daemon()
+        with open(d.conf, "a") as f:
+            f.write("deletion_guard: {max_fraction: 1.5, max_count: 0}\n")
+        r = subprocess.run([cklib.TEST_DAEMON, "-n", "--config", d.conf],
+                           capture_output=True, text=True)
+        self.assertEqual(r.returncode, 1)
+        self.assertRegex(r.stdout + r.stderr, r"deletion_guard\.max_fraction "
+                         r"must be a number 0\.\.1")
+        self.assertRegex(r.stdout + r.stderr, r"deletion_guard\.max_count "
+                         r"must be 1\.\.1000000, got 0")
+
+
 if __name__ == "__main__":
     cklib.main()

@@ -32,7 +32,7 @@ COMPLETION = os.path.join(PKG, "completion", "cachekeeper.bash")
 DASHBOARD = os.path.join(PKG, "grafana", "cachekeeper-dashboard.json")
 EXAMPLE = os.path.join(PKG, "cachekeeperd.yaml.example")
 COMMANDS = ("validate", "plan", "status", "reconcile", "snapshot",
-            "failover")
+            "failover", "confirm-deletions")
 METRICS = {
     "cachekeeper_clusters", "cachekeeper_cluster_phase",
     "cachekeeper_cluster_generation_lag",
@@ -264,7 +264,8 @@ class PackagingTest(unittest.TestCase):
         src = read(os.path.join(SRC, "config", "dconf.c"))
         keys = set()
         for arr, prefix in (("top_keys", ""), ("local_keys", "local."),
-                            ("elasticache_keys", "elasticache.")):
+                            ("elasticache_keys", "elasticache."),
+                            ("guard_keys", "deletion_guard.")):
             m = re.search(r"%s\[\]\s*=\s*\{(.*?)\};" % arr, src, re.S)
             self.assertIsNotNone(m, "%s not found in dconf.c" % arr)
             keys |= {prefix + k for k in re.findall(r'"(\w+)"', m.group(1))}
