@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "dconf.h"
 #include "spec.h"
@@ -331,6 +332,13 @@ dconf_load(const char *path, int missing_ok, struct diags *diags)
 		}
 		diags_add(diags, path, 0, 0, "cannot read: %s",
 		    r == -EFBIG ? "larger than 1 MiB" : strerror(-r));
+		dconf_free(d);
+		return NULL;
+	}
+	if (path_check_secure(path, (unsigned int)geteuid(), &base) != 0) {
+		diags_add(diags, path, 0, 0, "not read: %s", base);
+		free(base);
+		free(buf);
 		dconf_free(d);
 		return NULL;
 	}

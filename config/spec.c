@@ -377,6 +377,17 @@ check_auth_token_file(struct yctx *c, const struct ynode *n, const char *path)
 		    "600)", path, (unsigned)(st.st_mode & 07777));
 		return;
 	}
+	{
+		/* Nor may anyone else swap it: the directories too. */
+		char *why = NULL;
+
+		if (path_check_secure(path, (unsigned int)geteuid(), &why) !=
+		    0) {
+			yerr(c, n, "spec.auth_token_file '%s': %s", path, why);
+			free(why);
+			return;
+		}
+	}
 	if ((r = read_file_bounded(path, 4096, &buf, &len)) != 0) {
 		yerr(c, n, "spec.auth_token_file '%s': %s", path,
 		    r == -EFBIG ? "file too large" : strerror(-r));

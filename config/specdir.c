@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "htab.h"
 #include "specdir.h"
@@ -131,8 +132,17 @@ specfile_parse(struct specdir *sd, struct specfile *f)
 {
 	size_t	 i;
 
+	char	*cause = NULL;
+
 	spec_list_free(&f->specs);
 	diags_clear(&f->diags);
+	/* Who can write a spec can run anything: StrictModes. */
+	if (path_check_secure(f->path, (unsigned int)geteuid(), &cause) != 0) {
+		diags_add(&f->diags, f->path, 0, 0, "not read: %s", cause);
+		free(cause);
+		f->valid = false;
+		return;
+	}
 	f->valid = spec_parse_file(f->path, &sd->opts, &f->specs,
 	    &f->diags) == 0;
 	if (!f->valid)

@@ -275,3 +275,52 @@ hash_fnv1a64(const void *data, size_t len, uint64_t h)
 	}
 	return h;
 }
+
+int
+path_check_secure(const char *path, unsigned int uid, char **cause)
+{
+	struct stat	 st;
+	char		*real, *p, *slash;
+	int		 r = 0;
+
+	if ((real = realpath(path, NULL)) == NULL) {
+		r = -errno;
+		xasprintf(cause, "%s: %s", path, strerror(errno));
+		return r;
+	}
+	p = real;
+	for (;;) {
+		if (stat(p, &st) != 0) {
+			r = -errno;
+			xasprintf(cause, "%s: %s", p, strerror(errno));
+			break;
+		}
+		if (st.st_uid != 0 && st.st_uid != uid) {
+			xasprintf(cause, "%s is owned by uid %u, not by root or "
+			    "the daemon's user (uid %u); cachekeeperd reads only "
+			    "files that they own", p, (unsigned int)st.st_uid,
+			    uid);
+			r = -EPERM;
+			break;
+		}
+		if ((st.st_mode & 022) != 0 && !(S_ISDIR(st.st_mode) &&
+		    (st.st_mode & S_ISVTX))) {
+			xasprintf(cause, "%s is writable by %s (mode %04o); "
+			    "cachekeeperd reads only files that no one else "
+			    "can change (chmod go-w %s)", p, (st.st_mode &
+			    020) && (st.st_mode & 002) ? "group and others" :
+			    (st.st_mode & 020) ? "its group" : "others",
+			    (unsigned int)(st.st_mode & 07777), p);
+			r = -EPERM;
+			break;
+		}
+		if (strcmp(p, "/") == 0)
+			break;
+		if ((slash = strrchr(p, '/')) == p)
+			p[1] = '\0';
+		else
+			*slash = '\0';
+	}
+	free(real);
+	return r;
+}

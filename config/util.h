@@ -53,4 +53,13 @@ int	 mkdir_p(const char *path, unsigned int mode);
 /* 64-bit FNV-1a, used for spec generations. */
 uint64_t	 hash_fnv1a64(const void *, size_t, uint64_t);
 
+/*
+ * Like sshd's StrictModes: path (resolved through symbolic links) and
+ * every directory above it must be owned by root or uid, and writable by
+ * neither group nor others (a directory with the sticky bit, like /tmp,
+ * may be). 0, or -EPERM (or the stat errno) with *cause naming exactly
+ * the path that is unsafe and how to fix it.
+ */
+int	 path_check_secure(const char *path, unsigned int uid, char **cause);
+
 #endif

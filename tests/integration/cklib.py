@@ -27,6 +27,9 @@ SRCDIR = os.environ.get("CK_SRCDIR") or BUILDDIR
 DAEMON = os.path.join(BUILDDIR, "cachekeeperd")
 TEST_DAEMON = os.path.join(BUILDDIR, "tests", "cachekeeperd-test")
 CLI = os.path.join(BUILDDIR, "cachekeeper")
+# The daemon reads only files no one else can write (StrictModes): make
+# the files the tests write so, whatever the caller's umask.
+os.umask(0o022)
 # Sanitizer and valgrind runs are slower: scale every deadline.
 SLOW = float(os.environ.get("CK_TEST_SLOW", "1"))
 

@@ -406,5 +406,77 @@ class DeletionGuardTest(DaemonTest):
                          r"must be 1\.\.1000000, got 0")
 
 
+class StrictModesTest(DaemonTest):
+    """Who can write a spec can run anything on the host: specs and the
+    daemon config are read only from files and directories that only root
+    or the daemon's user can write, and the error names the unsafe path."""
+
+    def test_unsafe_spec_files_and_dirs_are_refused(self):
+        d = self.daemon()
+        d.write("good.yaml", spec("alpha"))
+        p = d.write("open.yaml", spec("beta"))
+        os.chmod(p, 0o664)
+        os.makedirs(os.path.join(d.specs, "team"))
+        d.write("team/c.yaml", spec("gamma"))
+        os.chmod(os.path.join(d.specs, "team"), 0o777)
+        q = d.write("other.yaml", spec("delta"))
+        os.chown(q, 65534, 65534)
+        d.start()
+        d.wait_status("alpha", phase="available")
+        log = d.log()
+        self.assertIn("%s: not read: %s is writable by its group (mode 0664)"
+                      % (p, p), log)
+        team = os.path.realpath(os.path.join(d.specs, "team"))
+        self.assertIn("not read: %s is writable by group and others (mode "
+                      "0777); cachekeeperd reads only files that no one "
+                      "else can change (chmod go-w %s)" % (team, team), log)
+        self.assertIn("not read: %s is owned by uid 65534, not by root or "
+                      "the daemon's user" % os.path.realpath(q), log)
+        for n in ("beta", "gamma", "delta"):
+            st = d.status(n)
+            self.assertTrue(st is None or st["phase"] != "available", n)
+        # The same answer from validate.
+        r = subprocess.run([cklib.CLI, "validate", d.specs],
+                           capture_output=True, text=True)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("is writable by its group (mode 0664)", r.stdout +
+                      r.stderr)
+        # A running cluster whose file turns unsafe keeps its last spec.
+        g = os.path.join(d.specs, "good.yaml")
+        os.chmod(g, 0o666)
+        with open(g, "a") as f:
+            f.write("  cluster_size: 5\n")
+        st = d.wait_status("alpha", phase="spec-error")
+        self.assertIn("writable by group and others", st["spec_errors"][0])
+        os.chmod(g, 0o644)
+        d.write("good.yaml", spec("alpha"))
+        d.wait_status("alpha", phase="available")
+
+    def test_unsafe_daemon_config_is_refused(self):
+        d = self.daemon()
+        os.chmod(d.conf, 0o646)
+        r = subprocess.run([TEST_DAEMON, "-n", "--config", d.conf],
+                           capture_output=True, text=True)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("not read: %s is writable by others (mode 0646)" %
+                      os.path.realpath(d.conf), r.stdout + r.stderr)
+
+    def test_token_in_an_unsafe_directory_is_refused(self):
+        d = self.daemon()
+        sec = os.path.join(self.tmp, "secrets")
+        os.makedirs(sec)
+        os.chmod(sec, 0o775)
+        tok = os.path.join(sec, "t")
+        with open(os.open(tok, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+            f.write("abcdefghijklmnopqrstuvwx\n")
+        d.write("a.yaml", spec("alpha", extra="auth_token_file: %s" % tok))
+        r = subprocess.run([cklib.CLI, "validate", d.specs],
+                           capture_output=True, text=True)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("spec.auth_token_file '%s': %s is writable by its "
+                      "group (mode 0775)" % (tok, os.path.realpath(sec)),
+                      r.stdout)
+
+
 if __name__ == "__main__":
     cklib.main()
