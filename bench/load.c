@@ -213,7 +213,7 @@ bench_latency(const char *tmp, const char *root)
 	xasprintf(&state, "%s/state", tmp);
 	f = fopen(conf, "w");
 	fprintf(f, "clusters_dir: %s\nstate_dir: %s\nresync_interval: 1h\n"
-	    "log_level: warning\n", root, state);
+	    "log_level: warning\ncontrol_socket: off\n", root, state);
 	fclose(f);
 	log_init(LOG_LEVEL_WARNING);
 	d = daemon_new(conf, false);

@@ -132,6 +132,10 @@ get_path(struct yctx *c, const struct ynode *m, const char *key,
 		return;
 	}
 	free(*out);
+	if (strcmp(s, "off") == 0 && strcmp(key, "control_socket") == 0) {
+		*out = s;	/* no control socket */
+		return;
+	}
 	if (s[0] != '/' && base != NULL) {
 		xasprintf(out, "%s/%s", base, s);
 		free(s);

@@ -151,6 +151,16 @@ class Daemon:
 
     def start(self, wait_ready=True):
         ready_before = self.log().count("info: ready")
+        # Never the machine's /run/cachekeeper/control.sock: each daemon
+        # of a test has its own socket in its directory.
+        with open(self.conf) as f:
+            text = f.read()
+        if not any(l.startswith("control_socket:")
+                   for l in text.splitlines()):
+            with open(self.conf, "a") as f:
+                f.write("%scontrol_socket: %s\n" % (
+                    "" if text.endswith("\n") or not text else "\n",
+                    os.path.join(self.tmp, "control.sock")))
         self.logf = open(self.log_path, "ab")
         cmd = [self.binary, "-f", self.conf] + self.args
         if os.environ.get("CK_VALGRIND"):
