@@ -14,6 +14,10 @@
 
 #define RESYNC_DEFAULT_MS	60000	/* 60 s */
 #define FAILOVER_AFTER_MS	1500
+#define CLUSTER_NODE_TIMEOUT_MS	5000
+#define MIGRATE_BATCH		100	/* keys */
+#define MIGRATE_PIPELINE	4
+#define MIGRATE_SLOTS		4
 #define EC_POLL_INTERVAL_MS	30000
 #define GUARD_MAX_FRACTION	0.5
 #define GUARD_MAX_COUNT		10
@@ -27,7 +31,8 @@ static const char *const top_keys[] = {
 static const char *const guard_keys[] = { "max_fraction", "max_count", NULL };
 static const char *const local_keys[] = {
 	"redis_server", "bind", "port_range", "data_dir", "failover_after",
-	"instance_types", NULL
+	"instance_types", "cluster_node_timeout", "migrate_batch",
+	"migrate_pipeline", "migrate_slots", NULL
 };
 static const char *const elasticache_keys[] = {
 	"region", "endpoint", "profile", "poll_interval",
@@ -104,6 +109,10 @@ dconf_new_defaults(void)
 	c->local.port_min = 17000;
 	c->local.port_max = 17999;
 	c->local.failover_after_ms = FAILOVER_AFTER_MS;
+	c->local.cluster_node_timeout_ms = CLUSTER_NODE_TIMEOUT_MS;
+	c->local.migrate_batch = MIGRATE_BATCH;
+	c->local.migrate_pipeline = MIGRATE_PIPELINE;
+	c->local.migrate_slots = MIGRATE_SLOTS;
 	c->elasticache.poll_interval_ms = EC_POLL_INTERVAL_MS;
 	c->guard_max_fraction = GUARD_MAX_FRACTION;
 	c->guard_max_count = GUARD_MAX_COUNT;
@@ -143,21 +152,46 @@ get_path(struct yctx *c, const struct ynode *m, const char *key,
 		*out = s;
 }
 
+/*
+ * A port number: digits only, no sign or blanks (unlike sscanf's %d);
+ * anything above 65535 stays above it. Returns the end, NULL if no digit.
+ */
+static const char *
+port_of(const char *s, long *port)
+{
+	const char	*p;
+
+	*port = 0;
+	for (p = s; *p >= '0' && *p <= '9'; p++)
+		if (*port <= 65535)
+			*port = *port * 10 + (*p - '0');
+	return p == s ? NULL : p;
+}
+
+/*
+ * sscanf("%d-%d") took " 17000-+18000", and an overflowing number is
+ * undefined behaviour there: glibc wrapped "1-4294967297" to 1-1.
+ */
 static void
 get_port_range(struct yctx *c, const struct ynode *n, struct dconf_local *l)
 {
-	int	 a, b, used = 0;
+	const char	*p = NULL;
+	long		 a = 0, b = 0;
 
-	if (n->type != YNODE_SCALAR || sscanf(n->value, "%d-%d%n", &a, &b,
-	    &used) != 2 || (size_t)used != n->len || a < 1 || b > 65535 ||
-	    a > b) {
+	if (n->type == YNODE_SCALAR && (p = port_of(n->value, &a)) != NULL &&
+	    *p == '-')
+		p = port_of(p + 1, &b);
+	else
+		p = NULL;
+	if (p == NULL || *p != '\0' || (size_t)(p - n->value) != n->len ||
+	    a < 1 || b > 65535 || a > b) {
 		yerr(c, n, "local.port_range must be FIRST-LAST with "
 		    "1 <= FIRST <= LAST <= 65535, e.g. 17000-17999, got '%s'",
 		    n->type == YNODE_SCALAR ? n->value : "a collection");
 		return;
 	}
-	l->port_min = a;
-	l->port_max = b;
+	l->port_min = (int)a;
+	l->port_max = (int)b;
 }
 
 static void
@@ -167,6 +201,7 @@ parse_local(struct yctx *c, const struct ynode *m, const char *base,
 	const struct ynode	*n;
 	struct kvlist		 types = { 0 };
 	uint64_t		 v;
+	int64_t			 iv;
 	size_t			 i;
 
 	if (ycheck_map(c, m, "local", local_keys) != 0)
@@ -184,6 +219,18 @@ parse_local(struct yctx *c, const struct ynode *m, const char *base,
 	if ((n = ymap_get(m, "failover_after")) != NULL)
 		yget_duration(c, n, "local.failover_after", 100, 600000,
 		    &d->local.failover_after_ms);
+	if ((n = ymap_get(m, "cluster_node_timeout")) != NULL)
+		yget_duration(c, n, "local.cluster_node_timeout", 100, 600000,
+		    &d->local.cluster_node_timeout_ms);
+	if ((n = ymap_get(m, "migrate_batch")) != NULL &&
+	    yget_int(c, n, "local.migrate_batch", 1, 10000, &iv) == 0)
+		d->local.migrate_batch = (int)iv;
+	if ((n = ymap_get(m, "migrate_pipeline")) != NULL &&
+	    yget_int(c, n, "local.migrate_pipeline", 1, 64, &iv) == 0)
+		d->local.migrate_pipeline = (int)iv;
+	if ((n = ymap_get(m, "migrate_slots")) != NULL &&
+	    yget_int(c, n, "local.migrate_slots", 1, 64, &iv) == 0)
+		d->local.migrate_slots = (int)iv;
 	if ((n = ymap_get(m, "instance_types")) != NULL &&
 	    yget_strmap(c, n, "local.instance_types", 64, 32, &types) == 0) {
 		for (i = 0; i < types.n; i++) {

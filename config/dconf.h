@@ -30,6 +30,11 @@ struct dconf_local {
 	char		*data_dir;
 	uint64_t	 failover_after_ms;
 	struct kvlist	 instance_types;	/* type -> maxmemory text */
+	/* Cluster mode. */
+	uint64_t	 cluster_node_timeout_ms;
+	int		 migrate_batch;		/* keys per MIGRATE */
+	int		 migrate_pipeline;	/* MIGRATEs in flight per slot */
+	int		 migrate_slots;		/* slots moved at once */
 };
 
 struct dconf_elasticache {

@@ -1,7 +1,7 @@
 /*
  * The local backend: replication groups of real redis-server processes on
- * this host (cluster mode disabled; cluster mode comes with its own
- * issue). The reconciler asks for one step at a time; node health and
+ * this host, and Redis Cluster in cluster mode (local_cluster*.c). The
+ * reconciler asks for one step at a time; node health and
  * failover run continuously in local_monitor.c for as long as the cluster
  * is attached.
  */
@@ -136,6 +136,10 @@ local_attach(const struct backend_env *env, const char *name)
 		log_cluster(LOG_LEVEL_WARNING, name, "endpoint: %s", cause);
 		free(cause);
 	}
+	if (lc->cluster_mode) {
+		lcl_init(lc);
+		lmig_load(lc);
+	}
 	lmon_start(lc);
 	return lc;
 }
@@ -148,6 +152,7 @@ local_detach(void *arg)
 
 	lmon_stop(lc);
 	lmon_endpoints_stop(lc);
+	lcl_remove_all(lc);
 	if (lc->copy_ev != NULL)
 		event_free(lc->copy_ev);
 	event_free(lc->done_ev);
@@ -170,6 +175,7 @@ local_detach(void *arg)
 	free(lc->message);
 	free(lc->done_msg);
 	free(lc->copy_dest);
+	free(lc->save_error);
 	free(lc->dir);
 	free(lc->name);
 	ctx_put(lc->ctx);
@@ -183,6 +189,11 @@ lnode_free(struct lnode *n)
 		return;
 	if (n->conn != NULL)
 		rconn_free(n->conn);
+	if (n->ccon != NULL)
+		rconn_free(n->ccon);
+	free(n->shard);
+	free(n->cid);
+	free(n->nodes_txt);
 	free(n->id);
 	free(n->run_id);
 	free(n->dir);
@@ -266,10 +277,18 @@ observe_fire(evutil_socket_t fd, short ev, void *arg)
 	/* Follow the window and urgency the spec says now. */
 	lc->apply_immediately = s->apply_immediately;
 	lc->maintenance_window = s->maintenance_window;
-	o->state = observed_state(lc);
-	o->cluster_mode = false;
-	o->num_node_groups = 1;
-	o->replicas_per_node_group = lc->nnodes > 0 ? (int)lc->nnodes - 1 : 0;
+	if (lc->cluster_mode) {
+		o->state = lcl_observed_state(lc);
+		o->cluster_mode = true;
+		o->num_node_groups = lcl_num_shards(lc);
+		o->replicas_per_node_group = lc->replicas;
+	} else {
+		o->state = observed_state(lc);
+		o->cluster_mode = false;
+		o->num_node_groups = 1;
+		o->replicas_per_node_group = lc->nnodes > 0 ?
+		    (int)lc->nnodes - 1 : 0;
+	}
 	o->port = lc->port;
 	o->engine_version = xstrdup(lc->ctx->version ? lc->ctx->version : "");
 	o->instance_type = xstrdup(s->instance_type);
@@ -285,7 +304,9 @@ observe_fire(evutil_socket_t fd, short ev, void *arg)
 		kvlist_add(&o->parameters, lc->parameters.keys[i],
 		    lc->parameters.values[i]);
 	o->endpoints = lmon_endpoints(lc);
-	if (o->state == OBS_DEGRADED)
+	if (lc->cluster_mode)
+		o->message = lcl_message(lc);
+	else if (o->state == OBS_DEGRADED)
 		o->message = degraded_message(lc);
 	else if (lc->message != NULL)
 		o->message = xstrdup(lc->message);
@@ -365,11 +386,6 @@ step_create(struct lcluster *lc, const struct cluster_spec *s, char **cause)
 {
 	int	 i, r;
 
-	if (s->cluster_mode) {
-		xasprintf(cause, "cluster mode is not supported by the local "
-		    "backend yet (replication groups are)");
-		return -ENOTSUP;
-	}
 	if ((r = check_engine(lc, s, cause)) != 0 ||
 	    (r = spec_maxmemory(lc, s, &lc->maxmemory, cause)) != 0)
 		return r;
@@ -388,10 +404,13 @@ step_create(struct lcluster *lc, const struct cluster_spec *s, char **cause)
 	free(lc->token_file);
 	lc->token_file = s->auth_token_file ? xstrdup(s->auth_token_file) :
 	    NULL;
+	lc->cluster_mode = s->cluster_mode;
 	/* Endpoints first: a port in use must fail before any node runs. */
 	lmon_endpoints_start(lc, cause);
 	if (*cause != NULL)
 		return -EADDRINUSE;
+	if (s->cluster_mode)
+		return lcl_create(lc, s, cause);
 	for (i = 0; i < s->cluster_size; i++) {
 		struct lnode *n = add_node(lc, cause);
 		if (n == NULL)
@@ -678,6 +697,7 @@ remove_cluster(struct lcluster *lc)
 
 	lmon_stop(lc);
 	lmon_endpoints_stop(lc);
+	lcl_remove_all(lc);
 	for (i = 0; i < lc->nnodes; i++) {
 		node_kill(lc->nodes[i]->pid);
 		lnode_free(lc->nodes[i]);
@@ -770,11 +790,131 @@ final_saved(struct rconn *rc, struct redisReply *reply, const char *err,
 	evtimer_add(lc->copy_ev, &tv);
 }
 
+/* Copy the saved dump of every shard primary, in a child. */
+static void
+cluster_copy(struct lcluster *lc)
+{
+	struct timeval	 tv = { 0, 50000 };
+	char		 stamp[32], **src, **dst;
+	time_t		 now = time(NULL);
+	struct tm	 tm;
+	size_t		 i, n = 0;
+	int		 r;
+
+	gmtime_r(&now, &tm);
+	strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
+	free(lc->copy_dest);
+	xasprintf(&lc->copy_dest, "%s/backups/%s/final-%s",
+	    lc->ctx->conf->state_dir, lc->name, stamp);
+	if ((r = mkdir_p(lc->copy_dest, 0700)) != 0) {
+		char *m;
+		xasprintf(&m, "cannot create %s: %s", lc->copy_dest,
+		    strerror(-r));
+		finish(lc, r, m);
+		return;
+	}
+	src = xcalloc(lc->nshards + 1, sizeof *src);
+	dst = xcalloc(lc->nshards + 1, sizeof *dst);
+	for (i = 0; i < lc->nshards; i++) {
+		struct lnode *p = lcluster_node(lc, lc->shards[i]->primary);
+		if (p == NULL)
+			continue;
+		src[n] = node_path(p->dir, "dump.rdb");
+		xasprintf(&dst[n], "%s/%s-dump.rdb", lc->copy_dest,
+		    lc->shards[i]->id);
+		n++;
+	}
+	lc->copy_pid = fork();
+	if (lc->copy_pid == 0) {
+		for (i = 0; i < n; i++) {
+			pid_t c = fork();
+			int status;
+
+			if (c == 0) {
+				execl("/bin/cp", "cp", src[i], dst[i],
+				    (char *)NULL);
+				_exit(127);
+			}
+			if (c < 0 || waitpid(c, &status, 0) != c ||
+			    !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+				_exit(1);
+		}
+		_exit(0);
+	}
+	for (i = 0; i < n; i++) {
+		free(src[i]);
+		free(dst[i]);
+	}
+	free(src);
+	free(dst);
+	if (lc->copy_ev == NULL)
+		lc->copy_ev = evtimer_new(lc->ctx->base, copy_check, lc);
+	evtimer_add(lc->copy_ev, &tv);
+}
+
+static void
+cluster_saved(struct rconn *rc, struct redisReply *reply, const char *err,
+    void *arg)
+{
+	struct lcluster	*lc = arg;
+
+	if ((reply == NULL || reply->type == REDIS_REPLY_ERROR) &&
+	    lc->save_error == NULL)
+		lc->save_error = xstrdup(reply ? reply->str : err);
+	if (--lc->save_pending > 0)
+		return;
+	if (lc->save_error != NULL) {
+		char *m;
+		xasprintf(&m, "final snapshot failed (%s); nothing was deleted",
+		    lc->save_error);
+		free(lc->save_error);
+		lc->save_error = NULL;
+		finish(lc, -EIO, m);
+		return;
+	}
+	cluster_copy(lc);
+}
+
+/*
+ * Cluster mode: SAVE on every shard's primary over the cluster
+ * connections (the monitor's PINGs share the other one and would time
+ * out behind a long SAVE), then copy each dump as SHARD-dump.rdb.
+ */
+static int
+cluster_final_snapshot(struct lcluster *lc, char **cause)
+{
+	size_t	 i;
+
+	lc->save_pending = 1;
+	for (i = 0; i < lc->nshards; i++) {
+		struct lnode *p = lcluster_node(lc, lc->shards[i]->primary);
+
+		if (p == NULL || !lnode_up(p) || lcl_conn(lc, p) == NULL) {
+			xasprintf(cause, "final snapshot needs every shard's "
+			    "primary up (shard %s); nothing was deleted",
+			    lc->shards[i]->id);
+			lc->save_pending = 0;
+			return -EAGAIN;
+		}
+	}
+	for (i = 0; i < lc->nshards; i++) {
+		struct lnode *p = lcluster_node(lc, lc->shards[i]->primary);
+
+		if (lcl_command(lc, p, cluster_saved, lc, "SAVE") == 0)
+			lc->save_pending++;
+	}
+	cluster_saved(NULL, &(struct redisReply){ .type = REDIS_REPLY_STATUS },
+	    NULL, lc);
+	return 1;
+}
+
 static int
 step_delete(struct lcluster *lc, const struct plan_step *st, char **cause)
 {
 	struct lnode	*p = lcluster_primary(lc);
 
+	if (st->final_snapshot && lc->cluster_mode)
+		return cluster_final_snapshot(lc, cause);
 	if (!st->final_snapshot) {
 		remove_cluster(lc);
 		return 0;
@@ -807,10 +947,12 @@ local_apply(void *arg, const struct cluster_spec *spec,
 		r = step_create(lc, spec, &cause);
 		break;
 	case STEP_ADD_REPLICAS:
-		r = step_add_replicas(lc, step->to, &cause);
+		r = lc->cluster_mode ? lcl_add_replicas(lc, step->to, &cause) :
+		    step_add_replicas(lc, step->to, &cause);
 		break;
 	case STEP_REMOVE_REPLICAS:
-		r = step_remove_replicas(lc, step->to, &cause);
+		r = lc->cluster_mode ? lcl_remove_replicas(lc, step->to,
+		    &cause) : step_remove_replicas(lc, step->to, &cause);
 		break;
 	case STEP_MODIFY:
 		if ((r = step_modify(lc, spec, step, &cause)) == 1)
@@ -823,10 +965,17 @@ local_apply(void *arg, const struct cluster_spec *spec,
 	case STEP_FAILOVER_DRILL:	/* not scheduled by this backend */
 	case STEP_ADD_SHARDS:
 	case STEP_REMOVE_SHARDS:
+		if (!lc->cluster_mode) {
+			r = -ENOTSUP;
+			xasprintf(&cause, "shards need cluster mode");
+		} else if (step->kind == STEP_ADD_SHARDS)
+			r = lcl_add_shards(lc, step->to, &cause);
+		else
+			r = lcl_remove_shards(lc, step->to, &cause);
+		break;
 	case STEP_REPLACE:
 		r = -ENOTSUP;
-		xasprintf(&cause, "cluster mode is not supported by the local "
-		    "backend yet");
+		xasprintf(&cause, "this change needs the cluster replaced");
 		break;
 	}
 	finish(lc, r, cause);

@@ -3,6 +3,13 @@
  *   local.c          the backend table: attach, observe, apply
  *   local_state.c    cluster.json: what the backend remembers of a cluster
  *   local_monitor.c  health checks, role enforcement, automatic failover
+ *   local_cluster.c  cluster mode: shards, scaling steps, status, failover
+ *   local_cluster_view.c    cluster mode: what the nodes say (CLUSTER
+ *                    NODES), and whether they agree
+ *   local_cluster_repair.c  cluster mode: the repairs that follow
+ *   local_cluster_reshard.c cluster mode: which slots move where, the
+ *                    plan and its progress in reshard.json
+ *   local_cluster_migrate.c cluster mode: moving one slot between shards
  * One struct lcluster per cluster, alive while its reconciler is.
  */
 #ifndef CK_LOCAL_H
@@ -22,11 +29,20 @@
 
 struct rconn;
 struct proxy;
+struct redisReply;
+struct lcl;
+struct lcl_round;
 
 #define LOCAL_CONNECT_TIMEOUT_MS	500
 #define LOCAL_PING_TIMEOUT_MS		500
 #define LOCAL_INFO_EVERY		4	/* ticks */
 #define LOCAL_START_GRACE_MS		5000	/* a new process may be slow */
+
+typedef void (*rconn_cb_t)(struct rconn *, struct redisReply *,
+    const char *, void *);
+
+#define LCL_SLOTS		16384	/* Redis Cluster hash slots */
+#define LCL_CMD_TIMEOUT_MS	15000	/* cluster commands, MIGRATE */
 
 /* Shared by every local cluster of one daemon. */
 struct local_ctx {
@@ -60,6 +76,47 @@ struct lnode {
 	bool		 needs_restart;	/* a parameter it can only take so */
 	bool		 restarting;	/* stopped by us, start it again */
 	bool		 added;		/* new by scaling, not yet synced */
+	/* Cluster mode only. */
+	char		*shard;		/* "s1", ...: its node group */
+	int		 bus_port;	/* cluster bus, from local.port_range */
+	char		*cid;		/* Redis Cluster node ID, 40 hex */
+	struct rconn	*ccon;		/* cluster commands and migrations */
+	unsigned int	 gather_gen;	/* round its CLUSTER NODES is for */
+	char		*nodes_txt;	/* last CLUSTER NODES answer */
+	bool		 state_ok;	/* cluster_state:ok */
+	uint64_t	 meet_ms;	/* last CLUSTER MEET for it */
+	uint64_t	 replicate_ms;	/* last CLUSTER REPLICATE sent to it */
+};
+
+/*
+ * The cluster-mode runtime of a cluster: the last round of views and what
+ * was concluded from it. Rebuilt from the nodes after a restart.
+ */
+struct lcl {
+	/* The round in flight. */
+	bool		 round_busy;
+	unsigned int	 round_gen;
+	int		 round_pending;
+	struct event	*round_ev;	/* its deadline */
+	/* What the last finished round concluded. */
+	bool		 have_view;	/* owner[] is valid */
+	bool		 agree;		/* every node says the same */
+	bool		 all_ok;	/* cluster_state:ok on every node */
+	bool		 masters_up;	/* every shard's primary answers */
+	int		 covered;	/* slots with an owner */
+	int		 open_slots;	/* IMPORTING or MIGRATING somewhere */
+	int		 slots_left;	/* to move for an even spread */
+	int		 views;		/* nodes that answered */
+	char		*disagree;	/* why they do not agree, or NULL */
+	int		 owner[LCL_SLOTS];	/* shard index, -1: none */
+	struct lmig	*mig;
+};
+
+/* A node group of a cluster-mode cluster (remembered in cluster.json). */
+struct lshard {
+	char		*id;		/* "s1", "s2", ... never reused */
+	char		*primary;	/* node id of its primary, last seen */
+	bool		 removing;	/* its slots move away, then it goes */
 };
 
 struct lcluster {
@@ -85,8 +142,15 @@ struct lcluster {
 	bool			 restart_pending; /* rolling restart to do */
 	bool			 apply_immediately;
 	struct window		 maintenance_window;
+	/* Cluster mode. */
+	bool			 cluster_mode;
+	struct lshard		**shards;
+	size_t			 nshards;
+	int			 next_shard;
+	int			 replicas;	/* per shard */
 
 	/* Runtime. */
+	struct lcl		*cl;		/* cluster mode, local_cluster*.c */
 	char			*password;	/* from token_file, wiped on free */
 	struct proxy		*ep_primary;
 	struct proxy		*ep_reader;
@@ -114,6 +178,8 @@ struct lcluster {
 	int			 done_error;
 	char			*done_msg;
 	pid_t			 copy_pid;	/* final snapshot copy */
+	int			 save_pending;	/* cluster mode: SAVEs out */
+	char			*save_error;
 	struct event		*copy_ev;
 	char			*copy_dest;
 };
@@ -142,5 +208,173 @@ json_t		*lmon_endpoints(struct lcluster *);
 void		 lmon_endpoints_start(struct lcluster *, char **cause);
 void		 lmon_endpoints_stop(struct lcluster *);
 void		 lmon_rolling_restart(struct lcluster *);
+
+/*
+ * Cluster mode (local_cluster*.c). The monitor above still checks
+ * processes and restarts dead nodes; roles, failover and slots are Redis
+ * Cluster's own, and these functions watch and steer it.
+ */
+struct lshard	*lcl_shard(struct lcluster *, const char *id);
+void		 lshard_free(struct lshard *);
+/* Start the cluster-mode runtime of lc (idempotent); lcl_free ends it. */
+void		 lcl_init(struct lcluster *);
+void		 lcl_free(struct lcluster *);
+/* Called by the monitor every tick. */
+void		 lcl_tick(struct lcluster *);
+/* Whether the monitor may restart dead node n now (see local_cluster.c). */
+bool		 lcl_may_restart(struct lcluster *, struct lnode *);
+/* The create step and the scaling steps; 0 or -errno with *cause. */
+int		 lcl_create(struct lcluster *, const struct cluster_spec *,
+		    char **cause);
+int		 lcl_add_shards(struct lcluster *, int to, char **cause);
+int		 lcl_remove_shards(struct lcluster *, int to, char **cause);
+int		 lcl_add_replicas(struct lcluster *, int to, char **cause);
+int		 lcl_remove_replicas(struct lcluster *, int to, char **cause);
+/* Observed state, its message (NULL: none) and the status endpoints. */
+enum obs_state	 lcl_observed_state(struct lcluster *);
+char		*lcl_message(struct lcluster *);
+json_t		*lcl_endpoints(struct lcluster *);
+int		 lcl_num_shards(struct lcluster *);
+/* Stop every node and forget the runtime (deletion). */
+void		 lcl_remove_all(struct lcluster *);
+/* A new node of shard sh (not started). */
+struct lnode	*lcl_add_node(struct lcluster *, const char *shard,
+		    char **cause);
+
+/*
+ * A controlled failover of one shard: CLUSTER FAILOVER on its replica
+ * with the highest replication offset that is up and in sync, so Redis
+ * swaps roles without losing a write. Returns 0 once the command is sent
+ * (the outcome shows in the status and the log: the monitor sees the new
+ * primary), or -ENOENT (no such shard), -EAGAIN (no replica in sync, a
+ * failover or reshard in progress, the cluster not created yet) or
+ * -ENOTSUP (not a cluster-mode cluster), with a reason in *cause (the
+ * caller frees it). For the CLI's `failover` command.
+ */
+int		 local_cluster_failover(struct lcluster *, const char *shard,
+		    char **cause);
+
+/*
+ * The node's cluster connection, or NULL when it has failed: lcl_tick()
+ * makes a new one outside every callback (freeing a failed rconn inside
+ * another command's callback would silence the rest of its replies).
+ */
+struct rconn	*lcl_conn(struct lcluster *, struct lnode *);
+/* A command on it: 0, or -ENOTCONN and cb is never called. Arguments are
+ * the words of fmt after formatting, split at spaces. */
+int		 lcl_command(struct lcluster *, struct lnode *, rconn_cb_t cb,
+		    void *arg, const char *fmt, ...)
+		    __attribute__((format(printf, 5, 6)));
+int		 lcl_commandargv(struct lcluster *, struct lnode *,
+		    rconn_cb_t cb, void *arg, int argc, const char **argv,
+		    const size_t *argvlen);
+/* Fire-and-forget a cluster command on node n (errors go to debug). */
+void		 lcl_send(struct lcluster *, struct lnode *, const char *fmt,
+		    ...) __attribute__((format(printf, 3, 4)));
+/* Remove node n for good: stop it, delete its directory, free it. */
+void		 lcl_node_destroy(struct lcluster *, struct lnode *);
+int		 lcl_shard_index(struct lcluster *, const char *id);
+
+/*
+ * local_cluster_view.c: one round of CLUSTER NODES from every node, each
+ * answer parsed into a view.
+ */
+struct cent {				/* one line of CLUSTER NODES */
+	char		 cid[41];
+	int		 port;
+	bool		 myself;
+	bool		 master;
+	bool		 fail;
+	bool		 handshake;	/* or noaddr: not really there yet */
+	unsigned long long epoch;	/* its config epoch */
+	char		 master_cid[41];
+	struct lnode	*node;		/* ours with that ID, or NULL */
+};
+
+struct copen {				/* a slot open on the node itself */
+	int		 slot;
+	bool		 importing;	/* else migrating */
+	char		 peer[41];
+};
+
+struct cview {				/* what one node says */
+	struct lnode	*from;
+	struct cent	*e;
+	size_t		 ne;
+	struct cent	*self;
+	short		*owner;		/* [LCL_SLOTS] entry index, -1 */
+	struct copen	*open;
+	size_t		 nopen;
+};
+
+void		 lclv_round_start(struct lcluster *);
+void		 lclv_free(struct lcluster *);
+struct cent	*lclv_find(struct cview *, const char *cid);
+/* Whether the views agree; if not, *why (the caller frees it) says why. */
+bool		 lclv_agree(struct lcluster *, struct cview *, size_t,
+		    char **why);
+/* local_cluster_repair.c: act on a round's views. */
+void		 lclr_evaluate(struct lcluster *, struct cview *, size_t);
+
+/*
+ * Resharding: the plan (local_cluster_reshard.c) and the movers that carry
+ * it out (local_cluster_migrate.c), sharing this.
+ */
+struct lworker;
+struct lmig {
+	struct lcluster	*lc;
+	/* The plan: slot -> destination shard id, NULL when none. */
+	char		*to[LCL_SLOTS];
+	bool		 done[LCL_SLOTS];
+	int		 total;
+	int		 ndone;
+	int		 cursor;	/* where lmig_next() looks first */
+	struct lworker	**w;		/* the movers, one slot each */
+	size_t		 nw;
+	char		*conflict;	/* a key an operator must look at */
+	uint64_t	 conflict_at;	/* when to compare it again */
+	int		 conflict_slot;
+	char		*error;		/* the last failed move */
+	uint64_t	 retry_at;
+	struct event	*save_ev;
+	bool		 loaded;
+};
+
+/* local_cluster_migrate.c: the movers. */
+/* Whether a mover has a slot in flight. */
+bool		 lmig_busy(struct lcluster *);
+bool		 lmig_slot_busy(struct lmig *, int slot);
+/* An idle mover, NULL when local.migrate_slots are busy. */
+struct lworker	*lmig_worker_idle(struct lmig *);
+bool		 lmig_worker_busy(const struct lworker *);
+/* Move slot from src to dst (repair: not a move of the plan). */
+void		 lmig_worker_start(struct lworker *, int slot,
+		    struct lnode *src, struct lnode *dst, bool repair);
+json_t		*lmig_in_flight(struct lmig *);
+void		 lmig_workers_free(struct lmig *);
+
+/* local_cluster_reshard.c: the plan. */
+struct lmig	*lmig_get(struct lcluster *);
+bool		 lmig_stopped(struct lmig *);
+/* Called by a mover: slot is on its target now; start its next move. */
+void		 lmig_moved(struct lmig *, int slot);
+void		 lmig_next(struct lmig *, struct lworker *);
+/*
+ * Given owner[slot] = shard index (-1: none) and the shards that may hold
+ * slots, start or continue moving slots so every active shard ends within
+ * one slot of even and removing shards end empty. Returns the number of
+ * slots still to move.
+ */
+int		 lmig_drive(struct lcluster *, const int *owner);
+/*
+ * Close a slot left open: IMPORTING on importer (finish moving it there
+ * from owner), or MIGRATING on migrator with nobody importing it.
+ */
+void		 lmig_repair(struct lcluster *, int slot, struct lnode *owner,
+		    struct lnode *importer, struct lnode *migrator);
+void		 lmig_free(struct lcluster *);
+json_t		*lmig_status(struct lcluster *);
+const char	*lmig_error(struct lcluster *);
+int		 lmig_load(struct lcluster *);
 
 #endif

@@ -65,6 +65,9 @@ lnode_start(struct lcluster *lc, struct lnode *n, char **cause)
 		c.replicaof_host = l->bind;
 		c.replicaof_port = p->port;
 	}
+	c.cluster = lc->cluster_mode;
+	c.cluster_port = n->bus_port;
+	c.cluster_node_timeout_ms = l->cluster_node_timeout_ms;
 	c.maxmemory = lc->maxmemory;
 	c.persistence = lc->persistence;
 	c.password = lc->password;
@@ -90,9 +93,14 @@ lnode_start(struct lcluster *lc, struct lnode *n, char **cause)
 		rconn_free(n->conn);
 		n->conn = NULL;
 	}
-	log_cluster(LOG_LEVEL_INFO, lc->name, "started node %s (pid %ld, port "
-	    "%d, %s)", n->id, (long)n->pid, n->port, p == n || p == NULL ?
-	    "primary" : "replica");
+	if (lc->cluster_mode)
+		log_cluster(LOG_LEVEL_INFO, lc->name, "started node %s (pid %ld, "
+		    "port %d, shard %s)", n->id, (long)n->pid, n->port,
+		    n->shard);
+	else
+		log_cluster(LOG_LEVEL_INFO, lc->name, "started node %s (pid %ld, "
+		    "port %d, %s)", n->id, (long)n->pid, n->port, p == n ||
+		    p == NULL ? "primary" : "replica");
 	return 0;
 }
 
@@ -301,7 +309,8 @@ info_done(struct rconn *rc, struct redisReply *reply, const char *err,
 			lcluster_changed(lc);
 		}
 	}
-	if (n->is_master != primary)
+	/* In cluster mode roles are Redis Cluster's (local_cluster*.c). */
+	if (n->is_master != primary && !lc->cluster_mode)
 		fix_role(lc, n);
 }
 
@@ -321,6 +330,8 @@ node_check(struct lcluster *lc, struct lnode *n, bool info)
 			/* The primary is handled by the failover logic, unless
 			 * we stopped it ourselves for a restart. */
 			if (lcluster_primary(lc) == n && !n->restarting)
+				return;
+			if (lc->cluster_mode && !lcl_may_restart(lc, n))
 				return;
 			log_cluster(LOG_LEVEL_NOTICE, lc->name, "node %s "
 			    "(pid %ld) is gone, restarting it", n->id,
@@ -604,6 +615,10 @@ lmon_tick(evutil_socket_t fd, short ev, void *arg)
 	info = lc->ticks++ % LOCAL_INFO_EVERY == 0;
 	for (i = 0; i < lc->nnodes; i++)
 		node_check(lc, lc->nodes[i], info);
+	if (lc->cluster_mode) {
+		lcl_tick(lc);
+		return;
+	}
 	lmon_rolling_restart(lc);
 	failover_check(lc);
 	p = lcluster_primary(lc);
@@ -717,10 +732,37 @@ pick_reader(void *arg, struct sockaddr_storage *ss, socklen_t *len)
 	return 0;
 }
 
+/* The configuration endpoint: any node that answers, in turn. */
+static int
+pick_any(void *arg, struct sockaddr_storage *ss, socklen_t *len)
+{
+	struct lcluster	*lc = arg;
+	struct lnode	*n;
+	size_t		 i;
+
+	for (i = 0; i < lc->nnodes; i++) {
+		n = lc->nodes[(lc->reader_next + i) % lc->nnodes];
+		if (lnode_up(n)) {
+			lc->reader_next = (lc->reader_next + i + 1) %
+			    lc->nnodes;
+			node_addr(lc, n, ss, len);
+			return 0;
+		}
+	}
+	return -1;
+}
+
 void
 lmon_endpoints_start(struct lcluster *lc, char **cause)
 {
 	const char	*bind = lc->ctx->conf->local.bind;
+
+	if (lc->cluster_mode) {
+		if (lc->ep_primary == NULL)
+			lc->ep_primary = proxy_new(lc->ctx->base, bind,
+			    lc->port, pick_any, lc, cause);
+		return;
+	}
 
 	if (lc->ep_primary == NULL)
 		lc->ep_primary = proxy_new(lc->ctx->base, bind, lc->port,
@@ -743,9 +785,13 @@ lmon_endpoints(struct lcluster *lc)
 {
 	const char	*bind = lc->ctx->conf->local.bind;
 	struct lnode	*p = lcluster_primary(lc), *n;
-	json_t		*nodes = json_array(), *j;
+	json_t		*nodes, *j;
 	char		 addr[300];
 	size_t		 i;
+
+	if (lc->cluster_mode)
+		return lcl_endpoints(lc);
+	nodes = json_array();
 
 	for (i = 0; i < lc->nnodes; i++) {
 		n = lc->nodes[i];

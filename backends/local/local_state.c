@@ -72,11 +72,22 @@ lstate_save(struct lcluster *lc, char **cause)
 	int	 r;
 
 	nodes = json_array();
-	for (i = 0; i < lc->nnodes; i++)
-		json_array_append_new(nodes, json_pack("{s:s, s:i, s:s?, s:b}",
+	for (i = 0; i < lc->nnodes; i++) {
+		json_t *n = json_pack("{s:s, s:i, s:s?, s:b}",
 		    "id", lc->nodes[i]->id, "port", lc->nodes[i]->port,
 		    "run_id", lc->nodes[i]->run_id, "needs_restart",
-		    lc->nodes[i]->needs_restart));
+		    lc->nodes[i]->needs_restart);
+		if (lc->nodes[i]->shard != NULL)
+			json_object_set_new(n, "shard",
+			    json_string(lc->nodes[i]->shard));
+		if (lc->nodes[i]->bus_port != 0)
+			json_object_set_new(n, "bus_port",
+			    json_integer(lc->nodes[i]->bus_port));
+		if (lc->nodes[i]->cid != NULL)
+			json_object_set_new(n, "cluster_id",
+			    json_string(lc->nodes[i]->cid));
+		json_array_append_new(nodes, n);
+	}
 	params = json_object();
 	for (i = 0; i < lc->parameters.n; i++)
 		json_object_set_new(params, lc->parameters.keys[i],
@@ -96,6 +107,18 @@ lstate_save(struct lcluster *lc, char **cause)
 	json_object_set_new(j, "maintenance_window", json_pack("{s:i, s:i}",
 	    "start", lc->maintenance_window.start, "len",
 	    lc->maintenance_window.len));
+	if (lc->cluster_mode) {
+		json_t *shards = json_array();
+
+		for (i = 0; i < lc->nshards; i++)
+			json_array_append_new(shards, json_pack("{s:s, s:s?, "
+			    "s:b}", "id", lc->shards[i]->id, "primary",
+			    lc->shards[i]->primary, "removing",
+			    lc->shards[i]->removing));
+		json_object_set_new(j, "cluster_mode", json_pack("{s:o, s:i, "
+		    "s:i}", "shards", shards, "replicas_per_node_group",
+		    lc->replicas, "next_shard", lc->next_shard));
+	}
 	txt = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
 	json_decref(j);
 	path = state_path(lc);
@@ -142,6 +165,12 @@ lstate_load(struct lcluster *lc, char **cause)
 			n->run_id = xstrdup(s);
 		n->needs_restart = json_is_true(json_object_get(v,
 		    "needs_restart"));
+		n->bus_port = (int)json_integer_value(json_object_get(v,
+		    "bus_port"));
+		if ((s = json_string_value(json_object_get(v, "shard"))))
+			n->shard = xstrdup(s);
+		if ((s = json_string_value(json_object_get(v, "cluster_id"))))
+			n->cid = xstrdup(s);
 		lc->nodes = xreallocarray(lc->nodes, lc->nnodes + 1,
 		    sizeof *lc->nodes);
 		lc->nodes[lc->nnodes++] = n;
@@ -178,6 +207,32 @@ lstate_load(struct lcluster *lc, char **cause)
 	    json_object_get(v, "start"));
 	lc->maintenance_window.len = (int)json_integer_value(
 	    json_object_get(v, "len"));
+	if ((v = json_object_get(j, "cluster_mode")) != NULL) {
+		json_t *sh;
+
+		lc->cluster_mode = true;
+		lc->replicas = (int)json_integer_value(json_object_get(v,
+		    "replicas_per_node_group"));
+		lc->next_shard = (int)json_integer_value(json_object_get(v,
+		    "next_shard"));
+		json_array_foreach(json_object_get(v, "shards"), i, sh) {
+			struct lshard *x;
+
+			if ((s = json_string_value(json_object_get(sh,
+			    "id"))) == NULL)
+				continue;
+			x = xcalloc(1, sizeof *x);
+			x->id = xstrdup(s);
+			if ((s = json_string_value(json_object_get(sh,
+			    "primary"))))
+				x->primary = xstrdup(s);
+			x->removing = json_is_true(json_object_get(sh,
+			    "removing"));
+			lc->shards = xreallocarray(lc->shards, lc->nshards + 1,
+			    sizeof *lc->shards);
+			lc->shards[lc->nshards++] = x;
+		}
+	}
 	json_decref(j);
 	lc->exists = true;
 	return 0;
@@ -197,7 +252,8 @@ port_taken(struct lcluster *lc, int port)
 	bool		 taken = false;
 
 	for (i = 0; i < lc->nnodes; i++)
-		if (lc->nodes[i]->port == port)
+		if (lc->nodes[i]->port == port ||
+		    lc->nodes[i]->bus_port == port)
 			return true;
 	if ((d = opendir(data)) == NULL)
 		return false;
@@ -208,7 +264,8 @@ port_taken(struct lcluster *lc, int port)
 		if ((j = json_load_file(p, 0, &jerr)) != NULL) {
 			json_array_foreach(json_object_get(j, "nodes"), i, v)
 				if (json_integer_value(json_object_get(v,
-				    "port")) == port)
+				    "port")) == port || json_integer_value(
+				    json_object_get(v, "bus_port")) == port)
 					taken = true;
 			json_decref(j);
 		}

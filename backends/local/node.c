@@ -93,7 +93,24 @@ node_conf_write(const struct node_conf *c, char **cause)
 	if (c->password != NULL)
 		strbuf_printf(&sb, "requirepass \"%s\"\nmasterauth \"%s\"\n",
 		    c->password, c->password);
-	if (c->replicaof_host != NULL)
+	if (c->cluster) {
+		/*
+		 * Redis Cluster, each node with its own nodes.conf in its
+		 * directory. Replicas stay in their shard (no replica
+		 * migration: the daemon decides the shape), and a replica
+		 * takes over however long its link was down, as ElastiCache
+		 * does: a stale replica beats a shard without a primary.
+		 */
+		strbuf_printf(&sb, "cluster-enabled yes\ncluster-config-file "
+		    "%s/nodes.conf\ncluster-node-timeout %llu\n"
+		    "cluster-allow-replica-migration no\n"
+		    "cluster-replica-validity-factor 0\n"
+		    "cluster-require-full-coverage yes\n", c->dir,
+		    (unsigned long long)c->cluster_node_timeout_ms);
+		if (c->cluster_port != 0)
+			strbuf_printf(&sb, "cluster-port %d\n",
+			    c->cluster_port);
+	} else if (c->replicaof_host != NULL)
 		strbuf_printf(&sb, "replicaof %s %d\n", c->replicaof_host,
 		    c->replicaof_port);
 	for (i = 0; c->parameters != NULL && i < c->parameters->n; i++)

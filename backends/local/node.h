@@ -26,6 +26,9 @@ struct node_conf {
 	enum persistence	 persistence;
 	const char		*password;	/* NULL: no auth */
 	const struct kvlist	*parameters;
+	bool			 cluster;	/* cluster-enabled yes */
+	int			 cluster_port;	/* its bus; 0: port + 10000 */
+	uint64_t		 cluster_node_timeout_ms;
 };
 
 /* Paths inside a node directory (static buffers are not used: callers
