@@ -410,6 +410,31 @@ class ElastiCacheTest(DaemonTest):
         log = d.log()
         self.assertIn("credentials from instance metadata", log)
 
+    def test_instance_credentials_are_refreshed_before_they_expire(self):
+        # Credentials for 10 s: the daemon fetches new ones before they
+        # expire, and no call fails with an expired token meanwhile.
+        self.emu.control("imds", {"expiry_seconds": 10})
+        d = self.start(creds=False, env={
+            "AWS_EC2_METADATA_DISABLED": "",
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT": self.emu.url},
+            extra_conf="")
+        d.write("web.yaml", self.group_spec())
+        self.wait_synced()
+        first = self.emu.control("imds")["current"]["AccessKeyId"]
+        wait_for(lambda: self.emu.control("imds")["current"]["AccessKeyId"]
+                 != first, 20, what="new instance credentials")
+        time.sleep(3)
+        errors = self.emu.calls("error")
+        self.assertFalse({k: v for k, v in errors.items()
+                          if k != "DescribeReplicationGroups"}, errors)
+        for r in self.emu.control("requests")["requests"]:
+            self.assertNotIn(r.get("code"), ("ExpiredToken",
+                                              "InvalidClientTokenId"), r)
+        self.assertGreaterEqual(d.log().count("credentials from instance "
+                                              "metadata"), 2)
+        st = self.d.status("web")
+        self.assertIsNone(st["last_error"])
+
     def test_credentials_from_web_identity(self):
         tok = os.path.join(self.tmp, "token")
         with open(tok, "w") as f:
