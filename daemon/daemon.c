@@ -358,6 +358,9 @@ daemon_free(struct daemon *d)
 	}
 	if (d->ev_summary)
 		event_free(d->ev_summary);
+	if (d->ev_guard)
+		event_free(d->ev_guard);
+	htab_free(d->del_pending);
 	if (d->base)
 		event_base_free(d->base);
 	if (d->lock_fd != -1)

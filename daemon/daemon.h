@@ -19,6 +19,7 @@
 
 #define DAEMON_START_EXTEND_USEC	(90ULL * 1000000)	/* EXTEND_TIMEOUT */
 #define SUMMARY_MIN_MS			250	/* between STATUS= updates */
+#define GUARD_SETTLE_MS			2000	/* gone specs gathered for */
 
 struct watcher;
 struct control;
@@ -37,6 +38,8 @@ struct daemon {
 	struct metrics		*metrics;
 	char			*summary;	/* the last STATUS= text */
 	uint64_t		 summary_at_ms;	/* when it was computed */
+	struct htab		*del_pending;	/* specs gone, not yet judged */
+	struct event		*ev_guard;
 	int			 lock_fd;
 
 	struct event		*ev_sigterm;

@@ -109,6 +109,61 @@ guard_apply(struct daemon *d, struct reconciler **missing, size_t n)
 	free(why);
 }
 
+static void
+guard_fire(evutil_socket_t fd, short ev, void *arg)
+{
+	struct daemon		*d = arg;
+	struct reconciler	**missing = NULL, *r;
+	size_t			 pos = 0, n = 0;
+	const char		*name;
+	void			*v;
+
+	while (htab_next(d->del_pending, &pos, &name, &v)) {
+		r = htab_get(d->reconcilers, name);
+		if (r == NULL || reconciler_spec(r) == NULL ||
+		    reconciler_deleted(r) || reconciler_held(r) != NULL)
+			continue;
+		missing = xreallocarray(missing, n + 1, sizeof *missing);
+		missing[n++] = r;
+	}
+	htab_free(d->del_pending);
+	d->del_pending = NULL;
+	guard_apply(d, missing, n);
+	free(missing);
+	daemon_update_summary(d);
+}
+
+/*
+ * Specs that disappear are not acted on at once: a checkout that removes
+ * many files reaches the daemon over several scans, and the guard must
+ * see them together. They are collected for GUARD_SETTLE_MS from the
+ * first, then judged as one (guard_fire); a spec that comes back within
+ * that time was never gone.
+ */
+static void
+guard_note(struct daemon *d, struct reconciler **missing, size_t n)
+{
+	struct timeval	 tv = { GUARD_SETTLE_MS / 1000,
+	    (GUARD_SETTLE_MS % 1000) * 1000 };
+	size_t		 i;
+
+	if (n == 0)
+		return;
+	if (d->del_pending == NULL)
+		d->del_pending = htab_new();
+	for (i = 0; i < n; i++) {
+		const char *name = reconciler_name(missing[i]);
+		if (htab_get(d->del_pending, name) == NULL)
+			log_cluster(LOG_LEVEL_INFO, name, "spec not found; "
+			    "deciding in %d ms what that means", GUARD_SETTLE_MS);
+		htab_put(d->del_pending, name, (void *)1);
+	}
+	if (d->ev_guard == NULL)
+		d->ev_guard = evtimer_new(d->base, guard_fire, d);
+	if (!evtimer_pending(d->ev_guard, NULL))
+		evtimer_add(d->ev_guard, &tv);
+}
+
 /* Let held deletions go: all of them, or those named. */
 size_t
 daemon_confirm_deletions(struct daemon *d, const struct strlist *names,
@@ -186,6 +241,8 @@ daemon_rescan(struct daemon *d, const char *why)
 		r = v;
 		if (htab_get(seen, name) != NULL) {
 			reconciler_hold_deletion(r, NULL);	/* it is back */
+			if (d->del_pending != NULL)
+				htab_del(d->del_pending, name);
 			continue;
 		}
 		if (reconciler_spec(r) == NULL) {
@@ -202,7 +259,7 @@ daemon_rescan(struct daemon *d, const char *why)
 			missing[nmissing++] = r;
 		}
 	}
-	guard_apply(d, missing, nmissing);
+	guard_note(d, missing, nmissing);
 	free(missing);
 	for (i = 0; i < ngone; i++) {
 		/* Never had a valid spec, now not even a broken one. */
