@@ -147,7 +147,8 @@ cross_duplicates(struct desired_set *all, struct tally *t, json_t *arr)
 {
 	size_t	 i, j;
 
-	qsort(all->v, all->n, sizeof *all->v, name_cmp);
+	if (all->n > 1)		/* qsort(NULL, 0) is undefined */
+		qsort(all->v, all->n, sizeof *all->v, name_cmp);
 	for (i = 0; i + 1 < all->n; i++) {
 		struct cluster_spec *a = all->v[i].spec, *b = all->v[i + 1].spec;
 		struct diag dg;
