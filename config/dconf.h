@@ -68,6 +68,10 @@ struct dconf	*dconf_new_defaults(void);
  * defaults. Returns NULL with diags filled on any error.
  */
 struct dconf	*dconf_load(const char *path, int missing_ok, struct diags *);
+/* dconf_load() without the check of who may write the file (fuzzing). */
+#define DCONF_NO_FILE_CHECK	0x01
+struct dconf	*dconf_load_flags(const char *path, int missing_ok,
+		    unsigned int flags, struct diags *);
 void		 dconf_free(struct dconf *);
 const char	*log_level_name(enum log_level);
 

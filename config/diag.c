@@ -3,6 +3,7 @@
 
 #include <stdarg.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "diag.h"
 #include "util.h"
@@ -87,19 +88,49 @@ diag_format(const struct diag *dg)
 	return s;
 }
 
+static int
+diag_before(const struct diag *a, const struct diag *b)
+{
+	return a->line < b->line || (a->line == b->line && a->col < b->col);
+}
+
+/*
+ * A stable merge sort. It was an insertion sort ("lists are short"), but
+ * a hostile file makes 100,000 errors in reverse order: 0.2 s of moves.
+ */
 void
 diags_sort(struct diags *d, size_t first)
 {
-	size_t		 i, j;
-	struct diag	 t;
+	struct diag	*v, *tmp, *t;
+	size_t		 n, w, lo, mid, hi, i, j, k;
 
-	/* Insertion sort: lists are short and it is stable. */
-	for (i = first + 1; i < d->n; i++) {
-		t = d->v[i];
-		for (j = i; j > first && (d->v[j - 1].line > t.line ||
-		    (d->v[j - 1].line == t.line && d->v[j - 1].col > t.col));
-		    j--)
-			d->v[j] = d->v[j - 1];
-		d->v[j] = t;
+	if (first >= d->n || d->n - first < 2)
+		return;
+	v = d->v + first;
+	n = d->n - first;
+	tmp = xreallocarray(NULL, n, sizeof *tmp);
+	for (w = 1; w < n; w *= 2) {
+		for (lo = 0; lo < n; lo += 2 * w) {
+			mid = lo + w < n ? lo + w : n;
+			hi = lo + 2 * w < n ? lo + 2 * w : n;
+			i = lo;
+			j = mid;
+			for (k = lo; k < hi; k++) {
+				if (i < mid && (j >= hi ||
+				    !diag_before(&v[j], &v[i])))
+					tmp[k] = v[i++];
+				else
+					tmp[k] = v[j++];
+			}
+		}
+		t = v;
+		v = tmp;
+		tmp = t;
 	}
+	/* After an odd number of passes the sorted run is in tmp's place. */
+	if (v != d->v + first) {
+		memcpy(d->v + first, v, n * sizeof *v);
+		tmp = v;
+	}
+	free(tmp);
 }

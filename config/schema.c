@@ -13,6 +13,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "htab.h"
 #include "schema.h"
 #include "util.h"
 
@@ -30,11 +31,25 @@ kvlist_free(struct kvlist *kv)
 	memset(kv, 0, sizeof *kv);
 }
 
+/*
+ * Room for entry n of an array that only ever grows by one: capacity 8,
+ * then each power of two. Growing by one entry each time copied the whole
+ * array each time where realloc() cannot extend in place (ASan's always
+ * moves): 24,000 tags took 9 s and 2 GB.
+ */
+static void *
+list_grow(void *v, size_t n, size_t size)
+{
+	if (n != 0 && (n < 8 || (n & (n - 1)) != 0))
+		return v;
+	return xreallocarray(v, n < 8 ? 8 : n * 2, size);
+}
+
 void
 kvlist_add(struct kvlist *kv, const char *k, const char *v)
 {
-	kv->keys = xreallocarray(kv->keys, kv->n + 1, sizeof *kv->keys);
-	kv->values = xreallocarray(kv->values, kv->n + 1, sizeof *kv->values);
+	kv->keys = list_grow(kv->keys, kv->n, sizeof *kv->keys);
+	kv->values = list_grow(kv->values, kv->n, sizeof *kv->values);
 	kv->keys[kv->n] = xstrdup(k);
 	kv->values[kv->n] = xstrdup(v);
 	kv->n++;
@@ -65,7 +80,7 @@ strlist_free(struct strlist *l)
 void
 strlist_add(struct strlist *l, const char *s)
 {
-	l->v = xreallocarray(l->v, l->n + 1, sizeof *l->v);
+	l->v = list_grow(l->v, l->n, sizeof *l->v);
 	l->v[l->n++] = xstrdup(s);
 }
 
@@ -150,15 +165,22 @@ int
 ycheck_map(struct yctx *c, const struct ynode *m, const char *path,
     const char *const *known)
 {
-	size_t		 i, j;
-	const char	*k, *hint;
-	char		 buf[64];
+	size_t			 i, j;
+	const char		*k, *hint;
+	const struct ynode	*prev;
+	struct htab		*seen;
+	char			 buf[64];
 
 	if (m->type != YNODE_MAP) {
 		yerr(c, m, "%s must be a mapping, got %s", path,
 		    shown(m, buf, sizeof buf));
 		return -1;
 	}
+	/*
+	 * A hash of the keys seen so far: comparing each key with all
+	 * earlier ones made a 1 MiB map of 50,000 keys take 20 seconds.
+	 */
+	seen = htab_new();
 	for (i = 0; i < m->n / 2; i++) {
 		const struct ynode *kn = YMAP_KEY(m, i);
 		if (kn->type != YNODE_SCALAR) {
@@ -167,15 +189,11 @@ ycheck_map(struct yctx *c, const struct ynode *m, const char *path,
 			continue;
 		}
 		k = kn->value;
-		for (j = 0; j < i; j++) {
-			const struct ynode *prev = YMAP_KEY(m, j);
-			if (prev->type == YNODE_SCALAR &&
-			    strcmp(prev->value, k) == 0) {
-				yerr(c, kn, "duplicate key '%s' in %s (first "
-				    "at line %d)", k, path, prev->line);
-				break;
-			}
-		}
+		if ((prev = htab_get(seen, k)) != NULL)
+			yerr(c, kn, "duplicate key '%s' in %s (first at line "
+			    "%d)", k, path, prev->line);
+		else
+			htab_put(seen, k, (void *)kn);
 		if (known == NULL)
 			continue;
 		for (j = 0; known[j] != NULL; j++)
@@ -194,6 +212,7 @@ ycheck_map(struct yctx *c, const struct ynode *m, const char *path,
 		else
 			yerr(c, kn, "unknown key '%s' in %s", k, path);
 	}
+	htab_free(seen);
 	return 0;
 }
 

@@ -153,7 +153,8 @@ window_contains(const struct window *w, int64_t t)
 	time_t		 tt = (time_t)t;
 	int		 now;
 
-	gmtime_r(&tt, &tm);
+	if (gmtime_r(&tt, &tm) == NULL)
+		return false;	/* a year beyond int: tm would be garbage */
 	if (w->weekly) {
 		now = tm.tm_wday * WINDOW_DAY_MIN + tm.tm_hour * 60 + tm.tm_min;
 		return arcs_overlap(w->start, w->len, now, 1, WINDOW_WEEK_MIN)

@@ -11,13 +11,9 @@
 #include <string.h>
 #include <yaml.h>
 
+#include "htab.h"
 #include "util.h"
 #include "yamltree.h"
-
-struct anchor {
-	char		*name;
-	struct ynode	*node;
-};
 
 struct builder {
 	const char	*file;
@@ -25,8 +21,9 @@ struct builder {
 	struct ytree	*tree;
 	struct ynode	*stack[YAML_MAX_DEPTH + 1];
 	int		 depth;
-	struct anchor	*anchors;
-	size_t		 nanchors;
+	const char	*buf;		/* the input, for error positions */
+	size_t		 len;
+	struct htab	*anchors;	/* name -> node, this document's */
 	size_t		 total;		/* expanded nodes so far */
 	int		 failed;
 };
@@ -138,25 +135,21 @@ bad:
 	return -1;
 }
 
+/*
+ * Anchors live in a hash table: a list searched from the end for every
+ * alias made 25,000 aliases in a 1 MiB file take seconds. A name defined
+ * again refers to the latest node from then on, as YAML says.
+ */
 static struct ynode *
 anchor_find(struct builder *b, const char *name)
 {
-	size_t	 i;
-
-	for (i = b->nanchors; i > 0; i--)
-		if (strcmp(b->anchors[i - 1].name, name) == 0)
-			return b->anchors[i - 1].node;
-	return NULL;
+	return htab_get(b->anchors, name);
 }
 
 static void
 anchor_add(struct builder *b, const char *name, struct ynode *n)
 {
-	b->anchors = xreallocarray(b->anchors, b->nanchors + 1,
-	    sizeof *b->anchors);
-	b->anchors[b->nanchors].name = xstrdup(name);
-	b->anchors[b->nanchors].node = n;
-	b->nanchors++;
+	htab_put(b->anchors, name, n);
 }
 
 /* Attach a finished node to the open collection, or make it a document. */
@@ -166,8 +159,10 @@ builder_attach(struct builder *b, struct ynode *n)
 	struct ytree	*t = b->tree;
 
 	if (b->depth == 0) {
-		t->docs = xreallocarray(t->docs, t->ndocs + 1,
-		    sizeof *t->docs);
+		/* Doubling: a file can hold 30,000 documents. */
+		if ((t->ndocs & (t->ndocs - 1)) == 0)
+			t->docs = xreallocarray(t->docs, t->ndocs ? t->ndocs *
+			    2 : 1, sizeof *t->docs);
 		t->docs[t->ndocs++] = n;
 	} else
 		ynode_push_item(b->stack[b->depth - 1], n);
@@ -261,9 +256,8 @@ builder_event(struct builder *b, yaml_event_t *ev)
 		return 0;
 	case YAML_DOCUMENT_START_EVENT:
 		/* Anchors are scoped to their document. */
-		for (size_t i = 0; i < b->nanchors; i++)
-			free(b->anchors[i].name);
-		b->nanchors = 0;
+		htab_free(b->anchors);
+		b->anchors = htab_new();
 		return 0;
 	default:
 		return 0;
@@ -283,8 +277,22 @@ parser_error(struct builder *b, yaml_parser_t *p)
 	yaml_mark_t	 mark = p->problem_mark;
 
 	if (p->error == YAML_READER_ERROR) {
-		diags_add(b->diags, b->file, 0, 0, "YAML error: %s at byte %zu",
-		    problem, p->problem_offset);
+		int	 line = 1, col = 1;
+
+		/*
+		 * libyaml gives a byte offset only (e.g. for U+007F or
+		 * U+FFFE, valid UTF-8 that YAML forbids); every diagnostic
+		 * has a position, counted like check_utf8() does.
+		 */
+		for (size_t i = 0; i < p->problem_offset && i < b->len; i++) {
+			if (b->buf[i] == '\n') {
+				line++;
+				col = 1;
+			} else if (((unsigned char)b->buf[i] & 0xc0) != 0x80)
+				col++;
+		}
+		diags_add(b->diags, b->file, line, col, "YAML error: %s at "
+		    "byte %zu", problem, p->problem_offset);
 		return;
 	}
 	if (p->context != NULL)
@@ -309,6 +317,9 @@ ytree_parse(const char *file, const char *buf, size_t len, struct diags *d)
 	memset(&b, 0, sizeof b);
 	b.file = file;
 	b.diags = d;
+	b.buf = buf;
+	b.len = len;
+	b.anchors = htab_new();
 	b.tree = xcalloc(1, sizeof *b.tree);
 	yaml_parser_initialize(&parser);
 	yaml_parser_set_input_string(&parser, (const unsigned char *)buf, len);
@@ -326,9 +337,7 @@ ytree_parse(const char *file, const char *buf, size_t len, struct diags *d)
 		yaml_event_delete(&ev);
 	}
 	yaml_parser_delete(&parser);
-	for (size_t i = 0; i < b.nanchors; i++)
-		free(b.anchors[i].name);
-	free(b.anchors);
+	htab_free(b.anchors);
 	if (b.failed) {
 		ytree_free(b.tree);
 		return NULL;

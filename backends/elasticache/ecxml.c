@@ -6,6 +6,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,14 +54,23 @@ text(const xmlNode *n, const char *name)
 	return s;
 }
 
+/*
+ * An integer child, def when absent, empty or not a number that fits an
+ * int (atoi() on "99999999999" from a broken endpoint is undefined).
+ */
 static int
 int_of(const xmlNode *n, const char *name, int def)
 {
-	char	*s = text(n, name);
+	char	*s = text(n, name), *end;
+	long	 l;
 	int	 v = def;
 
-	if (s != NULL && *s != '\0')
-		v = atoi(s);
+	if (s != NULL && *s != '\0') {
+		errno = 0;
+		l = strtol(s, &end, 10);
+		if (errno == 0 && end != s && l >= INT_MIN && l <= INT_MAX)
+			v = (int)l;
+	}
 	free(s);
 	return v;
 }
