@@ -109,6 +109,7 @@ local_attach(const struct backend_env *env, const char *name)
 	lc->done_ev = evtimer_new(env->base, finish_fire, lc);
 	lc->obs_ev = evtimer_new(env->base, observe_fire, lc);
 	lc->param_ev = evtimer_new(env->base, param_deadline, lc);
+	lbk_init(lc);
 	if (lstate_load(lc, &cause) != 0) {
 		log_cluster(LOG_LEVEL_WARNING, name, "%s", cause);
 		free(cause);
@@ -153,6 +154,7 @@ local_detach(void *arg)
 	lmon_stop(lc);
 	lmon_endpoints_stop(lc);
 	lcl_remove_all(lc);
+	lbk_free(lc);
 	if (lc->copy_ev != NULL)
 		event_free(lc->copy_ev);
 	event_free(lc->done_ev);
@@ -293,8 +295,9 @@ observe_fire(evutil_socket_t fd, short ev, void *arg)
 	o->engine_version = xstrdup(lc->ctx->version ? lc->ctx->version : "");
 	o->instance_type = xstrdup(s->instance_type);
 	o->automatic_failover = lc->failover;
-	/* Settings this backend keeps but does not act on yet (backups
-	 * come with their own issue): what the spec says is what it has. */
+	/* Settings this backend keeps as the spec says (snapshots follow
+	 * them in local_backup.c). */
+	lbk_spec(lc, s);
 	o->multi_az = s->multi_az;
 	o->at_rest_encryption = s->at_rest_encryption;
 	o->snapshot_window = s->snapshot_window;
@@ -304,6 +307,8 @@ observe_fire(evutil_socket_t fd, short ev, void *arg)
 		kvlist_add(&o->parameters, lc->parameters.keys[i],
 		    lc->parameters.values[i]);
 	o->endpoints = lmon_endpoints(lc);
+	if (json_is_object(o->endpoints))
+		json_object_set_new(o->endpoints, "backups", lbk_status(lc));
 	if (lc->cluster_mode)
 		o->message = lcl_message(lc);
 	else if (o->state == OBS_DEGRADED)
@@ -981,6 +986,49 @@ local_apply(void *arg, const struct cluster_spec *spec,
 	finish(lc, r, cause);
 }
 
+/* An operator's snapshot or failover (backend.h). */
+static void
+local_operate(void *arg, const struct cluster_spec *spec,
+    const struct backend_op *op, backend_op_cb cb, void *cbarg)
+{
+	struct lcluster	*lc = arg;
+	char		*cause = NULL, *msg = NULL;
+	int		 r;
+
+	if (!lc->exists) {
+		xasprintf(&cause, "cluster %s does not exist yet", lc->name);
+		lbk_answer(lc, cb, cbarg, -ENOENT, cause);
+		return;
+	}
+	lbk_spec(lc, spec);
+	if (op->kind == BACKEND_OP_SNAPSHOT) {
+		lbk_manual(lc, op->name, cb, cbarg);
+		return;
+	}
+	if (lc->cluster_mode) {
+		const char *sh = op->shard;
+
+		if (sh == NULL && lc->nshards > 0)
+			sh = lc->shards[0]->id;
+		r = local_cluster_failover(lc, sh ? sh : "s1", &cause);
+		if (r == 0)
+			xasprintf(&msg, "controlled failover of shard %s "
+			    "started", sh);
+	} else {
+		if (op->shard != NULL && strcmp(op->shard, "s1") != 0 &&
+		    strcmp(op->shard, "0001") != 0) {
+			xasprintf(&cause, "%s has one node group (s1), not %s",
+			    lc->name, op->shard);
+			r = -ENOENT;
+		} else
+			r = lmon_switchover(lc, &cause);
+		if (r == 0)
+			xasprintf(&msg, "controlled failover to %s started",
+			    lc->switch_to ? lc->switch_to : "a replica");
+	}
+	lbk_answer(lc, cb, cbarg, r, r == 0 ? msg : cause);
+}
+
 const struct backend backend_local = {
 	.name = "local",
 	.available = true,
@@ -989,4 +1037,5 @@ const struct backend backend_local = {
 	.detach = local_detach,
 	.observe = local_observe,
 	.apply = local_apply,
+	.operate = local_operate,
 };

@@ -1,0 +1,41 @@
+/*
+ * Snapshots of local clusters on disk, as the control socket sees them:
+ * STATE_DIR/backups/CLUSTER/SNAPSHOT/ with the RDB files and a
+ * manifest.json written last (a directory without one is a snapshot being
+ * written, or one that failed half way, and is never listed). Taking
+ * snapshots is local_backup.c's; this is listing and deleting, which only
+ * read a few small files and never wait on a node.
+ */
+#ifndef CK_LOCAL_BACKUP_H
+#define CK_LOCAL_BACKUP_H
+
+#include <stdbool.h>
+
+#include <jansson.h>
+
+#define BACKUP_NAME_MAX	80	/* CLUSTER-auto-YYYYMMDDHHMM fits */
+
+/* Whether s is a snapshot name: a-z first, then a-z 0-9 -. */
+bool	 backup_name_valid(const char *s);
+/* Remove the .tmp-* directories (half-written snapshots) in dir. */
+void	 backup_clean_tmp(const char *dir);
+
+/*
+ * Every complete snapshot under state_dir (only cluster's when it is not
+ * NULL), oldest first: an array of {name, cluster, type, created_at,
+ * size, encrypted}. Never NULL.
+ */
+json_t	*backup_list(const char *state_dir, const char *cluster);
+/*
+ * Delete snapshot snap, whichever cluster it belongs to. 0, or -ENOENT
+ * (no such snapshot), -EINVAL (not a valid snapshot name) or -errno,
+ * with a reason in *cause.
+ */
+int	 backup_delete(const char *state_dir, const char *snap, char **cause);
+/*
+ * The directory of snapshot snap (complete: its manifest is there), the
+ * caller frees it; NULL when there is none.
+ */
+char	*backup_find(const char *state_dir, const char *snap);
+
+#endif

@@ -1,0 +1,293 @@
+#!/usr/bin/python3
+"""Backups on the local backend end to end: automatic snapshots inside the
+snapshot window (the daemon's wall clock moved by its test hook
+CK_TEST_CLOCK_OFFSET_S, never by sleeping), their manifests and checksums,
+which node's BGSAVE ran, retention, a missed window caught up, manual
+snapshots, listing, deletion and controlled failover through the CLI.
+Every node a test's daemon started is stopped by its pid (cklib)."""
+
+import datetime
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import time
+
+import cklib
+from cklib import DaemonTest, spec, wait_for, CLI, DAEMON
+from resp import Client
+
+REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
+DAY = 86400
+
+
+def windows(now=None):
+    """A daily snapshot window holding now, and a maintenance window (weekly,
+    six hours later) that cannot overlap it."""
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    s = now - datetime.timedelta(minutes=10)
+    e = s + datetime.timedelta(minutes=90)
+    m = now + datetime.timedelta(hours=6)
+    m2 = m + datetime.timedelta(hours=1)
+    days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+    return ("%02d:%02d-%02d:%02d" % (s.hour, s.minute, e.hour, e.minute),
+            "%s:%02d:%02d-%s:%02d:%02d" % (days[m.weekday()], m.hour,
+                                            m.minute, days[m2.weekday()],
+                                            m2.hour, m2.minute))
+
+
+class BackupTest(DaemonTest):
+
+    def setUp(self):
+        super().setUp()
+        if not os.access(REDIS, os.X_OK):
+            self.skipTest("redis-server is not installed "
+                          "(scripts/install-deps installs it)")
+        self.base = cklib.free_port_block()
+        self.port = self.base + 100
+
+    def start(self, offset=0, d=None, extra_conf=""):
+        if d is None:
+            d = self.daemon(binary=DAEMON)
+            with open(d.conf, "w") as f:
+                f.write("clusters_dir: %s\nstate_dir: %s\n"
+                        "resync_interval: 5s\nlocal:\n  port_range: %d-%d\n"
+                        "  failover_after: 1500ms\n  cluster_node_timeout: "
+                        "1000ms\n%s" % (d.specs, d.state, self.base,
+                                        self.base + 99, extra_conf))
+        d.env["CK_TEST_CLOCK_OFFSET_S"] = str(offset)
+        d.start()
+        return d
+
+    def group(self, name="web", size=2, retention=2, window=None):
+        sw, mw = windows()
+        return spec(name, backend="local", extra="cluster_size: %d\n"
+                    "port: %d\nsnapshot_window: \"%s\"\n"
+                    "maintenance_window: \"%s\"\n"
+                    "snapshot_retention_limit: %d\n"
+                    % (size, self.port, window or sw, mw, retention))
+
+    def backups(self, d, name="web"):
+        st = d.status(name)
+        return st["endpoints"]["backups"] if st else None
+
+    def wait_available(self, d, name="web", timeout=30):
+        def ok():
+            d.alive()
+            st = d.status(name)
+            if not st or st["phase"] != "available" or \
+                    st["observed_generation"] != st["generation"]:
+                return None
+            return st
+        return wait_for(ok, timeout, interval=0.1, what="%s available" % name)
+
+    def wait_snapshots(self, d, n, name="web", timeout=30):
+        return wait_for(lambda: (self.backups(d, name) or {}).get(
+            "snapshots") == n and not self.backups(d, name).get(
+            "in_progress") and self.backups(d, name), timeout, interval=0.1,
+            what="%d snapshots of %s" % (n, name))
+
+    def snap_dirs(self, d, name="web"):
+        root = os.path.join(d.state, "backups", name)
+        return sorted(x for x in os.listdir(root)) if os.path.isdir(root) \
+            else []
+
+    def manifest(self, d, snap, name="web"):
+        with open(os.path.join(d.state, "backups", name, snap,
+                               "manifest.json")) as f:
+            return json.load(f)
+
+    def check_files(self, d, snap, name="web"):
+        m = self.manifest(d, snap, name)
+        for sh in m["shards"]:
+            path = os.path.join(d.state, "backups", name, snap, sh["file"])
+            with open(path, "rb") as f:
+                data = f.read()
+            self.assertEqual(len(data), sh["size"])
+            self.assertEqual(hashlib.sha256(data).hexdigest(), sh["sha256"])
+            self.assertTrue(data.startswith(b"REDIS"), sh["file"])
+        return m
+
+    def cli(self, d, *args, ok=True):
+        p = subprocess.run([CLI, "--socket", os.path.join(d.tmp,
+                            "control.sock")] + list(args),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           timeout=120 * cklib.SLOW)
+        if ok:
+            self.assertEqual(p.returncode, 0, p.stderr.decode())
+        return p
+
+    def node_log(self, d, node, name="web"):
+        with open(os.path.join(d.state, "local", name, node,
+                               "redis.log")) as f:
+            return f.read()
+
+    def test_automatic_daily_from_replica_retention_catch_up(self):
+        d = self.start()
+        d.write("web.yaml", self.group())
+        st = self.wait_available(d)
+        with Client(port=self.port) as c:
+            for i in range(200):
+                c.call("SET", "k%d" % i, "v%d" % i)
+        b = self.wait_snapshots(d, 1)
+        self.assertIsNotNone(b["last_success"])
+        self.assertIsNone(b["last_error"])
+        (auto1,) = self.snap_dirs(d)
+        m = self.check_files(d, auto1)
+        self.assertEqual(m["type"], "automatic")
+        self.assertEqual(m["cluster"], "web")
+        self.assertEqual(m["name"], auto1)
+        self.assertEqual(m["generation"], st["generation"])
+        self.assertEqual(m["encryption"]["scheme"], "none")
+        self.assertTrue(m["engine_version"].startswith("7."))
+        # From the replica: its BGSAVE ran, the primary's did not.
+        (sh,) = m["shards"]
+        self.assertEqual(sh["role"], "replica")
+        prim = [n for n in st["endpoints"]["nodes"]
+                if n["role"] == "primary"][0]
+        self.assertNotEqual(sh["node"], prim["id"])
+        self.assertIn("Background saving started", self.node_log(d,
+                      sh["node"]))
+        self.assertNotIn("Background saving started", self.node_log(d,
+                         prim["id"]))
+        # next_due is the window's next start, tomorrow.
+        due = datetime.datetime.fromisoformat(
+            b["next_due"].replace("Z", "+00:00"))
+        self.assertGreater(due, datetime.datetime.now(
+            datetime.timezone.utc) + datetime.timedelta(hours=22))
+        # Once a day: nothing more in the same window.
+        time.sleep(1.5)
+        self.assertEqual(self.snap_dirs(d), [auto1])
+        # A manual one stays whatever the retention.
+        p = self.cli(d, "snapshot", "web", "--name", "keepme")
+        self.assertIn("snapshot keepme complete", p.stdout.decode())
+        self.assertEqual(self.check_files(d, "keepme")["type"], "manual")
+        # The daemon is down a day: the window is caught up at start.
+        d.stop()
+        d = self.start(offset=DAY, d=d)
+        self.wait_snapshots(d, 3)
+        # Three days later: automatic ones older than 2 days go.
+        d.stop()
+        d = self.start(offset=3 * DAY, d=d)
+        self.wait_snapshots(d, 2)
+        names = self.snap_dirs(d)
+        self.assertIn("keepme", names)
+        self.assertNotIn(auto1, names)
+        auto3 = [n for n in names if n != "keepme"][0]
+        m3 = self.check_files(d, auto3)
+        self.assertEqual(m3["type"], "automatic")
+        self.assertGreater(m3["created_at_unix"], time.time() + 2.5 * DAY)
+        self.assertIn("retention: deleted automatic snapshot %s" % auto1,
+                      d.log())
+
+    def test_retention_zero_takes_none_and_busy_window(self):
+        d = self.start()
+        d.write("web.yaml", self.group(size=1, retention=0))
+        self.wait_available(d)
+        time.sleep(1.5)
+        b = self.backups(d)
+        self.assertEqual(b["snapshots"], 0)
+        self.assertIsNone(b["next_due"])
+        self.assertEqual(self.snap_dirs(d), [])
+
+    def test_cli_manual_list_delete_failover(self):
+        # A window far from now: only manual snapshots.
+        now = datetime.datetime.now(datetime.timezone.utc)
+        sw, _ = windows(now + datetime.timedelta(hours=12))
+        d = self.start()
+        d.write("web.yaml", self.group(size=3, window=sw))
+        st = self.wait_available(d)
+        with Client(port=self.port) as c:
+            c.call("SET", "a", "1")
+        p = self.cli(d, "snapshot", "web")
+        out = p.stdout.decode()
+        self.assertIn("web-manual-", out)
+        p = self.cli(d, "snapshots", "-o", "json")
+        l = json.loads(p.stdout.decode())
+        self.assertEqual(len(l), 1)
+        self.assertEqual(l[0]["cluster"], "web")
+        self.assertEqual(l[0]["type"], "manual")
+        self.assertFalse(l[0]["encrypted"])
+        self.assertGreater(l[0]["size"], 0)
+        snap = l[0]["name"]
+        p = self.cli(d, "snapshots", "web")
+        self.assertIn(snap, p.stdout.decode())
+        self.assertIn("NAME", p.stdout.decode())
+        p = self.cli(d, "snapshots", "nosuch", "-o", "json")
+        self.assertEqual(json.loads(p.stdout.decode()), [])
+        # The same name twice is refused.
+        p = self.cli(d, "snapshot", "web", "--name", snap, ok=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("already exists", p.stderr.decode())
+        self.cli(d, "snapshot-delete", snap)
+        self.assertEqual(self.snap_dirs(d), [])
+        p = self.cli(d, "snapshot-delete", snap, ok=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("no snapshot named", p.stderr.decode())
+        wait_for(lambda: self.backups(d)["snapshots"] == 0, 10,
+                 what="status counts the deletion")
+        # Controlled failover: another node is primary, nothing lost.
+        old = [n["id"] for n in st["endpoints"]["nodes"]
+               if n["role"] == "primary"][0]
+        p = self.cli(d, "failover", "web")
+        self.assertIn("controlled failover", p.stdout.decode())
+
+        def moved():
+            s = d.status("web")
+            pr = [n["id"] for n in s["endpoints"]["nodes"]
+                  if n["role"] == "primary"]
+            return s["phase"] == "available" and pr and pr[0] != old
+        wait_for(moved, 20, interval=0.1, what="primary moved")
+
+        def read():
+            try:
+                with Client(port=self.port) as c:
+                    return c.call("GET", "a") == "1"
+            except (OSError, ConnectionError):
+                return False
+        wait_for(read, 10, what="the write is still there")
+        p = self.cli(d, "failover", "web", "--shard", "s9", ok=False)
+        self.assertEqual(p.returncode, 1)
+
+    def test_cluster_mode_snapshot_and_failover(self):
+        now = datetime.datetime.now(datetime.timezone.utc)
+        sw, mw = windows(now + datetime.timedelta(hours=12))
+        d = self.start()
+        d.write("cat.yaml", spec("cat", backend="local", extra=(
+            "port: %d\ncluster_mode:\n  enabled: true\n"
+            "  num_node_groups: 2\n  replicas_per_node_group: 1\n"
+            "snapshot_window: \"%s\"\nmaintenance_window: \"%s\"\n"
+            % (self.port, sw, mw))))
+
+        def settled():
+            d.alive()
+            st = d.status("cat")
+            if not st or st["phase"] != "available" or \
+                    st["endpoints"].get("cluster_state") != "ok" or \
+                    len(st["endpoints"]["nodes"]) != 4:
+                return None
+            return st
+        st = wait_for(settled, 40, interval=0.1, what="cluster settled")
+        self.cli(d, "snapshot", "cat", "--name", "cat-one")
+        m = self.check_files(d, "cat-one", "cat")
+        self.assertEqual([s["id"] for s in m["shards"]], ["s1", "s2"])
+        self.assertTrue(m["cluster_mode"])
+        slots = sorted(r for s in m["shards"] for r in s["slots"])
+        self.assertEqual(sum(b - a + 1 for a, b in slots), 16384)
+        for s in m["shards"]:
+            self.assertEqual(s["role"], "replica")
+        old = [s for s in st["endpoints"]["shards"] if s["id"] == "s2"][0]
+        p = self.cli(d, "failover", "cat", "--shard", "s2")
+        self.assertIn("shard s2", p.stdout.decode())
+
+        def moved():
+            s = d.status("cat")
+            sh = [x for x in s["endpoints"]["shards"] if x["id"] == "s2"][0]
+            return sh.get("primary") != old.get("primary") and \
+                s["phase"] == "available"
+        wait_for(moved, 30, interval=0.2, what="shard s2 failed over")
+
+
+if __name__ == "__main__":
+    cklib.main()
