@@ -38,4 +38,19 @@ int	 backup_delete(const char *state_dir, const char *snap, char **cause);
  */
 char	*backup_find(const char *state_dir, const char *snap);
 
+/*
+ * Whether the file at path has this size and SHA-256 (lower-case hex):
+ * 0, -EBADMSG when it does not, or -errno when it cannot be read.
+ */
+int	 backup_verify_file(const char *path, const char *sha256,
+	    long long size);
+/*
+ * Restore: decrypt the snapshot's files (the manifest's "encryption")
+ * into workdir with the key in key_file, replacing files[i] by the
+ * plaintext copies; nothing to do for "none". 0, or -1 after writing
+ * why to fd. For child processes (it blocks).
+ */
+int	 backup_decrypt_all(json_t *manifest, char **files,
+	    const char *workdir, const char *key_file, int fd);
+
 #endif

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <jansson.h>
+#include <openssl/evp.h>
 
 #include "backup.h"
 #include "util.h"
@@ -249,4 +250,46 @@ out:
 	free(trash);
 	free(dir);
 	return r;
+}
+
+int
+backup_verify_file(const char *path, const char *sha256, long long size)
+{
+	unsigned char	 md[EVP_MAX_MD_SIZE];
+	unsigned int	 mdlen, i;
+	char		 hex[2 * EVP_MAX_MD_SIZE + 1];
+	EVP_MD_CTX	*ctx;
+	char		*buf;
+	ssize_t		 r;
+	long long	 total = 0;
+	int		 fd, e = 0;
+
+	if (sha256 == NULL)
+		return -EBADMSG;
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return -errno;
+	ctx = EVP_MD_CTX_new();
+	buf = xmalloc(1024 * 1024);
+	EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+	while ((r = read(fd, buf, 1024 * 1024)) != 0) {
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			e = -errno;
+			break;
+		}
+		EVP_DigestUpdate(ctx, buf, (size_t)r);
+		total += r;
+	}
+	EVP_DigestFinal_ex(ctx, md, &mdlen);
+	EVP_MD_CTX_free(ctx);
+	free(buf);
+	close(fd);
+	if (e != 0)
+		return e;
+	for (i = 0; i < mdlen; i++)
+		snprintf(hex + 2 * i, 3, "%02x", md[i]);
+	if (total != size || strcmp(hex, sha256) != 0)
+		return -EBADMSG;
+	return 0;
 }

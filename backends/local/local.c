@@ -20,6 +20,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "backup.h"
 #include "local.h"
 #include "log.h"
 #include "node.h"
@@ -155,6 +156,7 @@ local_detach(void *arg)
 	lmon_endpoints_stop(lc);
 	lcl_remove_all(lc);
 	lbk_free(lc);
+	lrs_free(lc);
 	if (lc->copy_ev != NULL)
 		event_free(lc->copy_ev);
 	event_free(lc->done_ev);
@@ -309,6 +311,22 @@ observe_fire(evutil_socket_t fd, short ev, void *arg)
 	o->endpoints = lmon_endpoints(lc);
 	if (json_is_object(o->endpoints))
 		json_object_set_new(o->endpoints, "backups", lbk_status(lc));
+	/* A restore is part of the creation; a failed one fails it. */
+	if (lc->restore_error != NULL) {
+		o->state = OBS_FAILED;
+		o->message = xstrdup(lc->restore_error);
+		json_object_set_new(json_object_get(o->endpoints, "backups"),
+		    "last_error", json_string(lc->restore_error));
+		cb(lc->cbarg, 0, NULL, o);
+		return;
+	}
+	if (lc->restore_from != NULL && o->state == OBS_AVAILABLE) {
+		o->state = OBS_CREATING;
+		xasprintf(&o->message, "restoring from snapshot %s",
+		    lc->restore_from);
+		cb(lc->cbarg, 0, NULL, o);
+		return;
+	}
 	if (lc->cluster_mode)
 		o->message = lcl_message(lc);
 	else if (o->state == OBS_DEGRADED)
@@ -410,6 +428,20 @@ step_create(struct lcluster *lc, const struct cluster_spec *s, char **cause)
 	lc->token_file = s->auth_token_file ? xstrdup(s->auth_token_file) :
 	    NULL;
 	lc->cluster_mode = s->cluster_mode;
+	free(lc->restore_from);
+	lc->restore_from = NULL;
+	if (s->restore_from != NULL) {
+		char *dir = backup_find(lc->ctx->conf->state_dir,
+		    s->restore_from);
+
+		if (dir == NULL) {
+			xasprintf(cause, "spec.restore_from: no snapshot named "
+			    "%s (see cachekeeper snapshots)", s->restore_from);
+			return -ENOENT;
+		}
+		free(dir);
+		lc->restore_from = xstrdup(s->restore_from);
+	}
 	/* Endpoints first: a port in use must fail before any node runs. */
 	lmon_endpoints_start(lc, cause);
 	if (*cause != NULL)

@@ -185,6 +185,12 @@ struct lcluster {
 	struct event		*copy_ev;
 	char			*copy_dest;
 	struct lbk		*bk;		/* local_backup.c */
+	/* local_restore.c: spec.restore_from, until its keys are in. */
+	char			*restore_from;	/* in cluster.json */
+	char			*restore_error;	/* it failed: why */
+	pid_t			 restore_pid;
+	int			 restore_fd;
+	struct event		*restore_ev;
 };
 
 /* local_state.c */
@@ -231,6 +237,9 @@ json_t		*lbk_status(struct lcluster *);
  * called from the loop once it is complete or has failed. */
 void		 lbk_manual(struct lcluster *, const char *name,
 		    backend_op_cb cb, void *arg);
+/* local_restore.c: load spec.restore_from once the cluster is created. */
+void		 lrs_tick(struct lcluster *);
+void		 lrs_free(struct lcluster *);
 /* Call an operation's cb from the loop; msg is taken over. */
 void		 lbk_answer(struct lcluster *, backend_op_cb cb, void *arg,
 		    int error, char *msg);

@@ -367,6 +367,8 @@ bk_busy(struct lcluster *lc)
 
 	if (!lc->exists || !lc->created)
 		return "the cluster is not created yet";
+	if (lc->restore_from != NULL)
+		return "it is being restored from a snapshot";
 	if (lc->bk->job != NULL)
 		return "a snapshot is in progress";
 	if (lc->cluster_mode) {
@@ -873,6 +875,7 @@ lbk_tick(struct lcluster *lc)
 	time_t		 tt = (time_t)now;
 	struct tm	 tm;
 
+	lrs_tick(lc);
 	if (bk == NULL || !bk->have_spec || bk->job != NULL)
 		return;
 	if (clock_mono_ms() - bk->scan_ms >= BK_SCAN_MS) {

@@ -17,6 +17,7 @@ import time
 import cklib
 from cklib import DaemonTest, spec, wait_for, CLI, DAEMON
 from resp import Client
+from rcluster import ClusterClient
 
 REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
 DAY = 86400
@@ -287,6 +288,89 @@ class BackupTest(DaemonTest):
             return sh.get("primary") != old.get("primary") and \
                 s["phase"] == "available"
         wait_for(moved, 30, interval=0.2, what="shard s2 failed over")
+
+    def test_restore_same_layout_other_layout_and_corrupt(self):
+        now = datetime.datetime.now(datetime.timezone.utc)
+        sw, mw = windows(now + datetime.timedelta(hours=12))
+        d = self.start()
+        d.write("web.yaml", self.group(size=2, window=sw))
+        self.wait_available(d)
+        want = {}
+        with Client(port=self.port) as c:
+            for i in range(300):
+                c.call("SET", "k%d" % i, "v%d" % i)
+                want["k%d" % i] = "v%d" % i
+            for i in range(50):
+                c.call("SET", "t%d" % i, "x", "EX", "5000")
+            c.call("HSET", "h", "f", "1")
+            c.call("SET", "gone", "x", "PX", "1")
+        self.cli(d, "snapshot", "web", "--name", "src1")
+
+        def check(port, cluster=False):
+            c = ClusterClient([("127.0.0.1", port)]) if cluster else \
+                Client(port=port)
+            try:
+                for k, v in want.items():
+                    self.assertEqual(c.call("GET", k, **({"key": k} if
+                                     cluster else {})), v)
+                for i in range(50):
+                    k = "t%d" % i
+                    ttl = int(c.call("TTL", k, **({"key": k} if cluster
+                                                  else {})))
+                    self.assertTrue(4900 < ttl <= 5000, (k, ttl))
+                kw = {"key": "h"} if cluster else {}
+                self.assertEqual(c.call("HGET", "h", "f", **kw), "1")
+                self.assertEqual(int(c.call("TTL", "k1", **({"key": "k1"}
+                                 if cluster else {}))), -1)
+            finally:
+                c.close()
+        # Same layout: another replication group.
+        p2 = self.base + 103
+        d.write("web2.yaml", spec("web2", backend="local", extra=(
+            "cluster_size: 2\nport: %d\nsnapshot_window: \"%s\"\n"
+            "maintenance_window: \"%s\"\nrestore_from: src1\n"
+            % (p2, sw, mw))))
+        wait_for(lambda: d.status("web2") and d.status("web2")["phase"] ==
+                 "available", 40, interval=0.1, what="web2 restored")
+        check(p2)
+        self.assertIn("restored from snapshot src1", d.log())
+        # Another layout: cluster mode with three shards.
+        p3 = self.base + 106
+        d.write("cat.yaml", spec("cat", backend="local", extra=(
+            "port: %d\ncluster_mode:\n  enabled: true\n"
+            "  num_node_groups: 3\n  replicas_per_node_group: 0\n"
+            "snapshot_window: \"%s\"\nmaintenance_window: \"%s\"\n"
+            "restore_from: src1\n" % (p3, sw, mw))))
+        wait_for(lambda: d.status("cat") and d.status("cat")["phase"] ==
+                 "available", 60, interval=0.1, what="cat restored")
+        check(p3, cluster=True)
+        # A flipped byte: refused before any key is written.
+        src = os.path.join(d.state, "backups", "web", "src1")
+        bad = os.path.join(d.state, "backups", "web", "bad1")
+        shutil.copytree(src, bad)
+        with open(os.path.join(bad, "s1.rdb"), "r+b") as f:
+            f.seek(20)
+            b = f.read(1)
+            f.seek(20)
+            f.write(bytes([b[0] ^ 1]))
+        p4 = self.base + 109
+        d.write("web4.yaml", spec("web4", backend="local", extra=(
+            "cluster_size: 1\nport: %d\nsnapshot_window: \"%s\"\n"
+            "maintenance_window: \"%s\"\nrestore_from: bad1\n"
+            % (p4, sw, mw))))
+        st = wait_for(lambda: d.status("web4") and d.status("web4")[
+            "phase"] == "failed" and d.status("web4"), 40, interval=0.1,
+            what="web4 refused")
+        self.assertIn("corrupt", st["message"])
+        self.assertIn("corrupt", st["backups"]["last_error"])
+        with Client(port=p4) as c:
+            self.assertEqual(int(c.call("DBSIZE")), 0)
+        # A name that is not a snapshot name is a spec error.
+        d.write("web5.yaml", spec("web5", backend="local", extra=(
+            "cluster_size: 1\nport: %d\nrestore_from: \"Bad_Name\"\n"
+            % (self.base + 112))))
+        wait_for(lambda: "spec.restore_from must be a snapshot name" in
+                 d.log(), 10, what="restore_from validated")
 
 
 if __name__ == "__main__":
