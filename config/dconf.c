@@ -1,6 +1,8 @@
 /* Daemon configuration; see dconf.h and docs/cachekeeperd.yaml.md. */
 #include "config.h"
 
+#include <sys/stat.h>
+
 #include <errno.h>
 #include <libgen.h>
 #include <stdio.h>
@@ -26,7 +28,7 @@
 static const char *const top_keys[] = {
 	"clusters_dir", "state_dir", "resync_interval", "log_level",
 	"default_backend", "control_socket", "metrics_listen", "local",
-	"elasticache", "deletion_guard", NULL
+	"elasticache", "deletion_guard", "backup_key_file", NULL
 };
 static const char *const guard_keys[] = { "max_fraction", "max_count", NULL };
 static const char *const local_keys[] = {
@@ -80,6 +82,7 @@ dconf_free(struct dconf *c)
 	free(c->state_dir);
 	free(c->default_backend);
 	free(c->control_socket);
+	free(c->backup_key_file);
 	free(c->metrics_listen);
 	free(c->local.redis_server);
 	free(c->local.bind);
@@ -328,6 +331,29 @@ parse_top(struct yctx *c, const struct ynode *m, const char *base,
 	get_path(c, m, "clusters_dir", "clusters_dir", base, &d->clusters_dir);
 	get_path(c, m, "state_dir", "state_dir", base, &d->state_dir);
 	get_path(c, m, "control_socket", "control_socket", base, &d->control_socket);
+	if ((n = ymap_get(m, "backup_key_file")) != NULL) {
+		struct stat st;
+
+		get_path(c, m, "backup_key_file", "backup_key_file", base,
+		    &d->backup_key_file);
+		/* The key protects every snapshot: nobody else reads it. */
+		/*
+		 * A key not there yet is not an error here (snapshots that
+		 * need it fail, saying so); one that others can read is.
+		 */
+		if (d->backup_key_file != NULL && stat(d->backup_key_file,
+		    &st) != 0) {
+			if (errno != ENOENT)
+				yerr(c, n, "backup_key_file %s: %s",
+				    d->backup_key_file, strerror(errno));
+		}
+		else if (d->backup_key_file != NULL && (!S_ISREG(st.st_mode) ||
+		    (st.st_mode & 077) != 0))
+			yerr(c, n, "backup_key_file %s must be a regular file "
+			    "readable and writable by its owner only (mode %04o; "
+			    "chmod 600 it)", d->backup_key_file,
+			    (unsigned int)(st.st_mode & 07777));
+	}
 	if ((n = ymap_get(m, "resync_interval")) != NULL)
 		yget_duration(c, n, "resync_interval", 1000, 86400000,
 		    &d->resync_interval_ms);

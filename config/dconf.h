@@ -54,6 +54,8 @@ struct dconf {
 	char		*default_backend;
 	char		*control_socket;
 	char		*metrics_listen;	/* NULL when off */
+	/* Snapshot encryption key (0600), or NULL: see backup_crypt.c. */
+	char		*backup_key_file;
 	struct dconf_local	 local;
 	struct dconf_elasticache elasticache;
 	/* Mass-deletion guard: more specs than this gone at once are held. */

@@ -53,4 +53,24 @@ int	 backup_verify_file(const char *path, const char *sha256,
 int	 backup_decrypt_all(json_t *manifest, char **files,
 	    const char *workdir, const char *key_file, int fd);
 
+/* Encryption (backup_crypt.c). */
+#define BACKUP_KEY_LEN		32
+#define BACKUP_SCHEME		"aes-256-gcm-chunked"
+#define BACKUP_CHUNK		(1024 * 1024)	/* plaintext bytes */
+/*
+ * Read the key in path (0600 or stricter, 32 bytes or 64 hex digits) and
+ * its id (16 hex digits of its SHA-256). 0 or -errno with *cause.
+ */
+int	 backup_key_load(const char *path, unsigned char *key, char *id,
+	    char **cause);
+struct benc;
+/* An encryptor for one file; hdr gets backup_enc_header_len() bytes. */
+struct benc	*backup_enc_new(const unsigned char *key, size_t chunk,
+		    unsigned char *hdr);
+size_t		 backup_enc_header_len(void);
+/* Encrypt one chunk (len <= chunk) into out (len + 20 bytes). */
+size_t		 backup_enc_chunk(struct benc *, const unsigned char *in,
+		    size_t len, bool final, unsigned char *out);
+void		 backup_enc_free(struct benc *);
+
 #endif

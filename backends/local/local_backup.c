@@ -69,6 +69,7 @@ struct bk_job {
 	int		 fd;		/* the child's report */
 	char		*tmp;
 	char		*final;
+	const char	*key_file;	/* encrypt with it; NULL: do not */
 	json_t		*manifest;
 	backend_op_cb	 cb;
 	void		*cbarg;
@@ -79,6 +80,7 @@ struct lbk {
 	struct window	 win;
 	struct window	 mwin;
 	int		 retention_days;
+	bool		 encrypt;	/* enable_at_rest_encryption */
 	uint64_t	 generation;
 	struct bk_job	*job;
 	struct event	*ev;		/* the job's poll timer */
@@ -216,6 +218,7 @@ lbk_spec(struct lcluster *lc, const struct cluster_spec *s)
 	bk->win = s->snapshot_window;
 	bk->mwin = s->maintenance_window;
 	bk->retention_days = s->snapshot_retention_limit;
+	bk->encrypt = s->at_rest_encryption;
 	bk->generation = s->generation;
 }
 
@@ -548,15 +551,61 @@ manifest_base(struct lcluster *lc, struct bk_job *j)
 	    "none");
 }
 
-/* In the child: copy src to dst with its SHA-256. */
 static int
-copy_file(const char *src, const char *dst, json_int_t *size, char *hex)
+read_full(int fd, char *p, size_t len, size_t *got)
 {
-	unsigned char	 md[EVP_MAX_MD_SIZE];
+	ssize_t	 r;
+
+	*got = 0;
+	while (*got < len) {
+		if ((r = read(fd, p + *got, len - *got)) < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (r == 0)
+			break;
+		*got += (size_t)r;
+	}
+	return 0;
+}
+
+static int
+write_hashed(int fd, EVP_MD_CTX *md, const void *p, size_t len,
+    json_int_t *size)
+{
+	const char	*c = p;
+	ssize_t		 w;
+
+	EVP_DigestUpdate(md, p, len);
+	*size += (json_int_t)len;
+	while (len > 0) {
+		if ((w = write(fd, c, len)) < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		c += w;
+		len -= (size_t)w;
+	}
+	return 0;
+}
+
+/*
+ * In the child: copy src to dst (encrypted when key is not NULL) with
+ * the SHA-256 of what is written.
+ */
+static int
+copy_file(const char *src, const char *dst, const unsigned char *key,
+    json_int_t *size, char *hex)
+{
+	unsigned char	 md[EVP_MAX_MD_SIZE], hdr[64];
 	unsigned int	 mdlen;
 	EVP_MD_CTX	*ctx = EVP_MD_CTX_new();
 	char		*buf = xmalloc(BK_COPY_BUF);
-	ssize_t		 r, w, off;
+	unsigned char	*ebuf = key ? xmalloc(BK_COPY_BUF + 64) : NULL;
+	struct benc	*enc = NULL;
+	size_t		 got;
 	int		 in, out, e = 0;
 
 	*size = 0;
@@ -570,35 +619,33 @@ copy_file(const char *src, const char *dst, json_int_t *size, char *hex)
 	}
 	(void)posix_fadvise(in, 0, 0, POSIX_FADV_SEQUENTIAL);
 	EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
-	while ((r = read(in, buf, BK_COPY_BUF)) != 0) {
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			e = -errno;
+	if (key != NULL) {
+		enc = backup_enc_new(key, BK_COPY_BUF, hdr);
+		e = write_hashed(out, ctx, hdr, backup_enc_header_len(), size);
+	}
+	while (e == 0) {
+		if ((e = read_full(in, buf, BK_COPY_BUF, &got)) != 0)
 			break;
-		}
-		EVP_DigestUpdate(ctx, buf, (size_t)r);
-		for (off = 0; off < r; off += w) {
-			if ((w = write(out, buf + off, (size_t)(r - off))) <
-			    0) {
-				if (errno == EINTR) {
-					w = 0;
-					continue;
-				}
-				e = -errno;
-				goto out;
-			}
-		}
-		*size += r;
+		if (enc != NULL) {
+			/* A short read is the end: the final chunk. */
+			size_t n = backup_enc_chunk(enc, (unsigned char *)buf,
+			    got, got < BK_COPY_BUF, ebuf);
+			e = write_hashed(out, ctx, ebuf, n, size);
+		} else if (got > 0)
+			e = write_hashed(out, ctx, buf, got, size);
+		if (got < BK_COPY_BUF)
+			break;
 	}
 	if (e == 0 && fsync(out) != 0)
 		e = -errno;
-out:
 	EVP_DigestFinal_ex(ctx, md, &mdlen);
 	for (unsigned int i = 0; i < mdlen; i++)
 		snprintf(hex + 2 * i, 3, "%02x", md[i]);
 	EVP_MD_CTX_free(ctx);
+	backup_enc_free(enc);
+	explicit_bzero(buf, BK_COPY_BUF);
 	free(buf);
+	free(ebuf);
 	close(in);
 	if (close(out) != 0 && e == 0)
 		e = -errno;
@@ -614,11 +661,23 @@ copy_child(struct bk_job *j, int fd)
 	json_int_t	 size;
 	size_t		 i;
 	int		 e, dfd;
+	unsigned char	 key[BACKUP_KEY_LEN];
+	char		 id[17], *cause = NULL;
 
+	if (j->key_file != NULL) {
+		if (backup_key_load(j->key_file, key, id, &cause) != 0) {
+			dprintf(fd, "%s", cause);
+			_exit(1);
+		}
+		json_object_set_new(j->manifest, "encryption", json_pack(
+		    "{s:s, s:s, s:i}", "scheme", BACKUP_SCHEME, "key_id", id,
+		    "chunk_size", BK_COPY_BUF));
+	}
 	json_array_foreach(json_object_get(j->manifest, "shards"), i, sh) {
 		xasprintf(&dst, "%s/%s", j->tmp, json_string_value(
 		    json_object_get(sh, "file")));
-		if ((e = copy_file(j->parts[i].src, dst, &size, hex)) != 0) {
+		if ((e = copy_file(j->parts[i].src, dst, j->key_file ? key :
+		    NULL, &size, hex)) != 0) {
 			dprintf(fd, "copying %s: %s", j->parts[i].src,
 			    strerror(-e));
 			_exit(1);
@@ -627,6 +686,7 @@ copy_child(struct bk_job *j, int fd)
 		json_object_set_new(sh, "size", json_integer(size));
 		json_object_set_new(sh, "sha256", json_string(hex));
 	}
+	explicit_bzero(key, sizeof key);
 	txt = json_dumps(j->manifest, JSON_INDENT(2) | JSON_SORT_KEYS);
 	xasprintf(&path, "%s/manifest.json", j->tmp);
 	if ((e = file_write_atomic(path, txt, strlen(txt), 0600,
@@ -834,8 +894,15 @@ bk_start(struct lcluster *lc, const char *name, const char *type,
 		xasprintf(cause, "a snapshot named %s already exists", name);
 		return -EEXIST;
 	}
+	if (lc->bk->encrypt && lc->ctx->conf->backup_key_file == NULL) {
+		xasprintf(cause, "snapshot %s: enable_at_rest_encryption needs "
+		    "backup_key_file in the daemon configuration", name);
+		return -EINVAL;
+	}
 	if ((j = job_new(lc, name, type, cause)) == NULL)
 		return -EAGAIN;
+	if (lc->bk->encrypt)
+		j->key_file = lc->ctx->conf->backup_key_file;
 	j->cb = cb;
 	j->cbarg = cbarg;
 	lc->bk->job = j;

@@ -416,7 +416,7 @@ lrs_tick(struct lcluster *lc)
 	}
 	x->password = lc->password;
 	x->redis_server = lc->ctx->conf->local.redis_server;
-	x->key_file = NULL;
+	x->key_file = lc->ctx->conf->backup_key_file;
 	x->cluster = lc->cluster_mode;
 	xasprintf(&x->workdir, "%s/.restore", lc->dir);
 	(void)node_remove_dir(x->workdir);

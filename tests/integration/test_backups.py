@@ -107,7 +107,11 @@ class BackupTest(DaemonTest):
                 data = f.read()
             self.assertEqual(len(data), sh["size"])
             self.assertEqual(hashlib.sha256(data).hexdigest(), sh["sha256"])
-            self.assertTrue(data.startswith(b"REDIS"), sh["file"])
+            if m["encryption"]["scheme"] == "none":
+                self.assertTrue(data.startswith(b"REDIS"), sh["file"])
+            else:
+                self.assertTrue(data.startswith(b"CKENC1"), sh["file"])
+                self.assertNotIn(b"REDIS", data[:64])
         return m
 
     def cli(self, d, *args, ok=True):
@@ -371,6 +375,96 @@ class BackupTest(DaemonTest):
             % (self.base + 112))))
         wait_for(lambda: "spec.restore_from must be a snapshot name" in
                  d.log(), 10, what="restore_from validated")
+
+    def test_encrypted_round_trip_tamper_and_key_hygiene(self):
+        key = os.urandom(32).hex()
+        kf = os.path.join(self.tmp, "backup.key")
+        with open(kf, "w") as f:
+            f.write(key + "\n")
+        os.chmod(kf, 0o644)
+        # Too loose: refused.
+        conf = os.path.join(self.tmp, "loose.yaml")
+        with open(conf, "w") as f:
+            f.write("clusters_dir: %s\nstate_dir: %s\n"
+                    "backup_key_file: %s\n" % (self.tmp, self.tmp, kf))
+        p = subprocess.run([DAEMON, "-n", "-f", conf],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("backup_key_file", p.stdout.decode())
+        self.assertIn("chmod 600", p.stdout.decode())
+        os.chmod(kf, 0o600)
+        now = datetime.datetime.now(datetime.timezone.utc)
+        sw, mw = windows(now + datetime.timedelta(hours=12))
+        d = self.start(extra_conf="backup_key_file: %s\n" % kf)
+        d.write("web.yaml", self.group(size=1, window=sw) +
+                "  enable_at_rest_encryption: true\n")
+        self.wait_available(d)
+        with Client(port=self.port) as c:
+            for i in range(100):
+                c.call("SET", "secret%d" % i, "plaintext-value-%d" % i)
+            c.call("SET", "ttl", "x", "EX", "3000")
+        self.cli(d, "snapshot", "web", "--name", "enc1")
+        m = self.check_files(d, "enc1")
+        self.assertEqual(m["encryption"]["scheme"], "aes-256-gcm-chunked")
+        self.assertEqual(m["encryption"]["key_id"], hashlib.sha256(
+            bytes.fromhex(key)).hexdigest()[:16])
+        with open(os.path.join(d.state, "backups", "web", "enc1",
+                               "s1.rdb"), "rb") as f:
+            self.assertNotIn(b"plaintext-value", f.read())
+        l = json.loads(self.cli(d, "snapshots", "-o", "json").stdout)
+        self.assertTrue(l[0]["encrypted"])
+        # Round trip.
+        p2 = self.base + 103
+        d.write("web2.yaml", spec("web2", backend="local", extra=(
+            "cluster_size: 1\nport: %d\nsnapshot_window: \"%s\"\n"
+            "maintenance_window: \"%s\"\nrestore_from: enc1\n"
+            % (p2, sw, mw))))
+        wait_for(lambda: d.status("web2") and d.status("web2")["phase"] ==
+                 "available", 40, interval=0.1, what="web2 restored")
+        with Client(port=p2) as c:
+            for i in range(100):
+                self.assertEqual(c.call("GET", "secret%d" % i),
+                                 "plaintext-value-%d" % i)
+            self.assertGreater(int(c.call("TTL", "ttl")), 2900)
+        # A flipped ciphertext byte with a matching SHA-256: GCM says no.
+        src = os.path.join(d.state, "backups", "web", "enc1")
+        bad = os.path.join(d.state, "backups", "web", "enc-bad")
+        shutil.copytree(src, bad)
+        path = os.path.join(bad, "s1.rdb")
+        with open(path, "r+b") as f:
+            f.seek(40)
+            b = f.read(1)
+            f.seek(40)
+            f.write(bytes([b[0] ^ 0x80]))
+        with open(path, "rb") as f:
+            data = f.read()
+        with open(os.path.join(bad, "manifest.json")) as f:
+            mb = json.load(f)
+        mb["shards"][0]["sha256"] = hashlib.sha256(data).hexdigest()
+        with open(os.path.join(bad, "manifest.json"), "w") as f:
+            json.dump(mb, f)
+        p3 = self.base + 106
+        d.write("web3.yaml", spec("web3", backend="local", extra=(
+            "cluster_size: 1\nport: %d\nsnapshot_window: \"%s\"\n"
+            "maintenance_window: \"%s\"\nrestore_from: enc-bad\n"
+            % (p3, sw, mw))))
+        st = wait_for(lambda: d.status("web3") and d.status("web3")[
+            "phase"] == "failed" and d.status("web3"), 40, interval=0.1,
+            what="web3 refused")
+        self.assertIn("fails authentication", st["message"])
+        with Client(port=p3) as c:
+            self.assertEqual(int(c.call("DBSIZE")), 0)
+        # The key is nowhere but in its own file.
+        raw = bytes.fromhex(key)
+        for root, _, files in os.walk(self.tmp):
+            for n in files:
+                fp = os.path.join(root, n)
+                if fp == kf or not os.path.isfile(fp):
+                    continue
+                with open(fp, "rb") as f:
+                    blob = f.read()
+                self.assertNotIn(key.encode(), blob, fp)
+                self.assertNotIn(raw, blob, fp)
 
 
 if __name__ == "__main__":
