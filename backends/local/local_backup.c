@@ -65,6 +65,7 @@ struct bk_job {
 	size_t		 nparts;
 	uint64_t	 deadline_ms;
 	uint64_t	 started_ms;
+	uint64_t	 copy_ms;	/* when the copy started */
 	pid_t		 pid;
 	int		 fd;		/* the child's report */
 	char		*tmp;
@@ -711,6 +712,7 @@ copy_start(struct lcluster *lc, struct bk_job *j)
 	int	 fds[2], r;
 	char	*m;
 
+	j->copy_ms = clock_mono_ms();
 	manifest_base(lc, j);
 	xasprintf(&j->final, "%s/backups/%s/%s", bk_root(lc), lc->name,
 	    j->name);
@@ -853,9 +855,14 @@ job_done(struct lcluster *lc, int error, const char *why)
 	bk->job = NULL;
 	evtimer_del(bk->ev);
 	if (error == 0) {
-		xasprintf(&msg, "snapshot %s complete (%zu shard%s, %.1fs)",
-		    j->name, j->nparts, j->nparts == 1 ? "" : "s",
-		    (double)(clock_mono_ms() - j->started_ms) / 1000);
+		uint64_t now = clock_mono_ms();
+
+		xasprintf(&msg, "snapshot %s complete (%zu shard%s, %.1fs: "
+		    "BGSAVE %.3fs, copy %.3fs%s)", j->name, j->nparts,
+		    j->nparts == 1 ? "" : "s", (double)(now - j->started_ms) /
+		    1000, (double)(j->copy_ms - j->started_ms) / 1000,
+		    (double)(now - j->copy_ms) / 1000, j->key_file ?
+		    ", encrypted" : "");
 		log_cluster(LOG_LEVEL_NOTICE, lc->name, "%s", msg);
 		free(bk->last_error);
 		bk->last_error = NULL;
