@@ -53,6 +53,21 @@ int	 backup_verify_file(const char *path, const char *sha256,
 int	 backup_decrypt_all(json_t *manifest, char **files,
 	    const char *workdir, const char *key_file, int fd);
 
+/*
+ * S3 (backup_s3.c), for child processes only: they block. 0, or -errno
+ * with *cause. Objects are PREFIX/SNAP/FILE, the manifest last up, first
+ * down and first deleted.
+ */
+struct dconf_s3;
+int	 backup_s3_upload(const struct dconf_s3 *, const char *dir,
+	    const char *snap, char **cause);
+int	 backup_s3_delete(const struct dconf_s3 *, const char *snap,
+	    json_t *manifest, char **cause);
+/* Fetch snapshot snap into STATE_DIR/backups/CLUSTER/SNAP. */
+int	 backup_s3_fetch(const struct dconf_s3 *, const char *state_dir,
+	    const char *snap, char **cause);
+#define BACKUP_S3_PENDING	".s3-pending"	/* in a snapshot's dir */
+
 /* Encryption (backup_crypt.c). */
 #define BACKUP_KEY_LEN		32
 #define BACKUP_SCHEME		"aes-256-gcm-chunked"

@@ -434,7 +434,7 @@ step_create(struct lcluster *lc, const struct cluster_spec *s, char **cause)
 		char *dir = backup_find(lc->ctx->conf->state_dir,
 		    s->restore_from);
 
-		if (dir == NULL) {
+		if (dir == NULL && lc->ctx->conf->s3.bucket == NULL) {
 			xasprintf(cause, "spec.restore_from: no snapshot named "
 			    "%s (see cachekeeper snapshots)", s->restore_from);
 			return -ENOENT;

@@ -189,6 +189,8 @@ struct lcluster {
 	char			*restore_from;	/* in cluster.json */
 	char			*restore_error;	/* it failed: why */
 	pid_t			 restore_pid;
+	bool			 restore_fetching; /* from S3 */
+	bool			 restore_fetched;
 	int			 restore_fd;
 	struct event		*restore_ev;
 };

@@ -91,6 +91,15 @@ struct lbk {
 	char		*last_error;
 	int64_t		 retry_at;	/* wall s */
 	uint64_t	 scan_ms;
+	/* S3: one upload child at a time, one deletion child. */
+	pid_t		 up_pid;
+	int		 up_fd;
+	char		*up_snap;
+	int64_t		 up_retry_at;	/* wall s */
+	int		 up_backoff_s;
+	int64_t		 last_upload;
+	int		 up_pending;	/* snapshots not in S3 yet */
+	pid_t		 del_pid;
 };
 
 static void	bk_poll(evutil_socket_t, short, void *);
@@ -112,7 +121,16 @@ bk_scan(struct lcluster *lc)
 
 	bk->count = (int)json_array_size(l);
 	bk->last_auto = 0;
+	bk->up_pending = 0;
 	json_array_foreach(l, i, e) {
+		char *mk;
+
+		xasprintf(&mk, "%s/backups/%s/%s/%s", bk_root(lc), lc->name,
+		    json_string_value(json_object_get(e, "name")),
+		    BACKUP_S3_PENDING);
+		if (access(mk, F_OK) == 0)
+			bk->up_pending++;
+		free(mk);
 		t = json_integer_value(json_object_get(e,
 		    "created_at_unix"));
 		if (t > bk->last_success)
@@ -142,6 +160,7 @@ lbk_init(struct lcluster *lc)
 	if (lc->bk != NULL)
 		return;
 	lc->bk = xcalloc(1, sizeof *lc->bk);
+	lc->bk->up_fd = -1;
 	lc->bk->ev = evtimer_new(lc->ctx->base, bk_poll, lc);
 	bk_clean_tmp(lc);
 	bk_scan(lc);
@@ -203,6 +222,15 @@ lbk_free(struct lcluster *lc)
 	} else
 		job_free(bk->job);
 	event_free(bk->ev);
+	/* An upload starts again from the marker next time. */
+	if (bk->up_pid > 0) {
+		kill(bk->up_pid, SIGKILL);
+		(void)waitpid(bk->up_pid, NULL, 0);
+		close(bk->up_fd);
+	}
+	if (bk->del_pid > 0)
+		(void)waitpid(bk->del_pid, NULL, WNOHANG);
+	free(bk->up_snap);
 	free(bk->last_error);
 	free(bk);
 	lc->bk = NULL;
@@ -255,6 +283,7 @@ lbk_status(struct lcluster *lc)
 	struct lbk	*bk = lc->bk;
 	char		 a[40], b[40];
 	int64_t		 due;
+	json_t		*j;
 
 	if (bk == NULL)
 		return json_null();
@@ -263,10 +292,18 @@ lbk_status(struct lcluster *lc)
 		format_rfc3339(bk->last_success, a, sizeof a);
 	if (due)
 		format_rfc3339(due, b, sizeof b);
-	return json_pack("{s:s?, s:s?, s:s?, s:i, s:s?}", "last_success",
+	j = json_pack("{s:s?, s:s?, s:s?, s:i, s:s?}", "last_success",
 	    bk->last_success ? a : NULL, "next_due", due ? b : NULL,
 	    "last_error", bk->last_error, "snapshots", bk->count,
 	    "in_progress", bk->job ? bk->job->name : NULL);
+	if (lc->ctx->conf->s3.bucket != NULL) {
+		if (bk->last_upload)
+			format_rfc3339(bk->last_upload, a, sizeof a);
+		json_object_set_new(j, "s3", json_pack("{s:s?, s:i, s:s?}",
+		    "last_upload", bk->last_upload ? a : NULL, "pending",
+		    bk->up_pending, "uploading", bk->up_snap));
+	}
+	return j;
 }
 
 /* An operation's answer, always from the loop (backend.h). */
@@ -804,6 +841,138 @@ bk_poll(evutil_socket_t fd, short ev, void *arg)
 	evtimer_add(lc->bk->ev, &tv);
 }
 
+/*
+ * Retention in S3: a child deletes the copy of snapshot name (manifest
+ * first). False when a deletion is still running: try again later.
+ */
+static bool
+bk_s3_forget(struct lcluster *lc, const char *name)
+{
+	struct lbk	*bk = lc->bk;
+	json_t		*m;
+	char		*path, *cause = NULL;
+	pid_t		 pid;
+
+	if (bk->del_pid > 0) {
+		if (waitpid(bk->del_pid, NULL, WNOHANG) == 0)
+			return false;
+		bk->del_pid = 0;
+	}
+	xasprintf(&path, "%s/backups/%s/%s/manifest.json", bk_root(lc),
+	    lc->name, name);
+	m = json_load_file(path, 0, NULL);
+	free(path);
+	if (m == NULL)
+		return true;
+	if ((pid = fork()) == 0) {
+		if (backup_s3_delete(&lc->ctx->conf->s3, name, m, &cause) != 0)
+			_exit(1);
+		_exit(0);
+	}
+	json_decref(m);
+	if (pid < 0)
+		return false;
+	bk->del_pid = pid;
+	log_cluster(LOG_LEVEL_INFO, lc->name, "retention: deleting the S3 "
+	    "copy of %s", name);
+	return true;
+}
+
+/* Reap the upload child, or start one for a snapshot not in S3 yet. */
+static void
+bk_s3_tick(struct lcluster *lc)
+{
+	struct lbk	*bk = lc->bk;
+	char		*dir, *mk, *cause = NULL, why[1024], *m;
+	json_t		*l, *e;
+	int64_t		 now = clock_wall_s();
+	int		 status, fds[2];
+	ssize_t		 n;
+	size_t		 i;
+	pid_t		 r;
+
+	if (lc->ctx->conf->s3.bucket == NULL)
+		return;
+	if (bk->up_pid > 0) {
+		if ((r = waitpid(bk->up_pid, &status, WNOHANG)) == 0)
+			return;
+		bk->up_pid = 0;
+		n = read(bk->up_fd, why, sizeof why - 1);
+		why[n > 0 ? n : 0] = '\0';
+		close(bk->up_fd);
+		bk->up_fd = -1;
+		if (r > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+			log_cluster(LOG_LEVEL_NOTICE, lc->name, "snapshot %s "
+			    "uploaded to s3://%s/%s%s/", bk->up_snap,
+			    lc->ctx->conf->s3.bucket,
+			    lc->ctx->conf->s3.prefix, bk->up_snap);
+			bk->last_upload = now;
+			bk->up_backoff_s = 0;
+			if (bk->last_error != NULL && strstr(bk->last_error,
+			    "S3") != NULL) {
+				free(bk->last_error);
+				bk->last_error = NULL;
+			}
+		} else {
+			bk->up_backoff_s = bk->up_backoff_s ?
+			    bk->up_backoff_s * 2 : 2;
+			if (bk->up_backoff_s > 300)
+				bk->up_backoff_s = 300;
+			bk->up_retry_at = now + bk->up_backoff_s;
+			xasprintf(&m, "upload of %s to S3 failed: %s, will "
+			    "retry in %ds", bk->up_snap, n > 0 ? why :
+			    "the upload process died", bk->up_backoff_s);
+			bk_set_error(lc, m);
+			free(m);
+		}
+		free(bk->up_snap);
+		bk->up_snap = NULL;
+		bk_scan(lc);
+		lcluster_changed(lc);
+		return;
+	}
+	if (now < bk->up_retry_at || bk->up_pending == 0)
+		return;
+	l = backup_list(bk_root(lc), lc->name);
+	json_array_foreach(l, i, e) {
+		const char *name = json_string_value(json_object_get(e,
+		    "name"));
+
+		xasprintf(&dir, "%s/backups/%s/%s", bk_root(lc), lc->name,
+		    name);
+		xasprintf(&mk, "%s/%s", dir, BACKUP_S3_PENDING);
+		if (access(mk, F_OK) != 0 || pipe2(fds, O_CLOEXEC) != 0) {
+			free(mk);
+			free(dir);
+			continue;
+		}
+		if ((bk->up_pid = fork()) == 0) {
+			close(fds[0]);
+			if (backup_s3_upload(&lc->ctx->conf->s3, dir, name,
+			    &cause) != 0) {
+				dprintf(fds[1], "%s", cause ? cause : "error");
+				_exit(1);
+			}
+			(void)unlink(mk);
+			_exit(0);
+		}
+		close(fds[1]);
+		free(mk);
+		free(dir);
+		if (bk->up_pid < 0) {
+			bk->up_pid = 0;
+			close(fds[0]);
+			break;
+		}
+		bk->up_fd = fds[0];
+		bk->up_snap = xstrdup(name);
+		log_cluster(LOG_LEVEL_INFO, lc->name, "uploading snapshot %s "
+		    "to S3", name);
+		break;
+	}
+	json_decref(l);
+}
+
 /* Delete automatic snapshots older than the retention limit. */
 static void
 bk_retain(struct lcluster *lc)
@@ -829,6 +998,9 @@ bk_retain(struct lcluster *lc)
 		    "created_at_unix"));
 		if (t >= cut)
 			continue;
+		if (lc->ctx->conf->s3.bucket != NULL && !bk_s3_forget(lc,
+		    name))
+			continue;	/* the S3 copy first; next scan */
 		if (backup_delete(bk_root(lc), name, &cause) != 0) {
 			log_cluster(LOG_LEVEL_WARNING, lc->name, "retention: "
 			    "%s", cause);
@@ -867,6 +1039,17 @@ job_done(struct lcluster *lc, int error, const char *why)
 		free(bk->last_error);
 		bk->last_error = NULL;
 		bk->retry_at = 0;
+		if (lc->ctx->conf->s3.bucket != NULL) {
+			char *mk;
+
+			xasprintf(&mk, "%s/%s", j->final, BACKUP_S3_PENDING);
+			if (file_write_atomic(mk, "", 0, 0600, 0) != 0)
+				log_cluster(LOG_LEVEL_WARNING, lc->name,
+				    "cannot write %s; snapshot %s will not go "
+				    "to S3", mk, j->name);
+			free(mk);
+			bk->up_retry_at = 0;
+		}
 		bk_scan(lc);
 		bk_retain(lc);
 	} else {
@@ -950,6 +1133,8 @@ lbk_tick(struct lcluster *lc)
 	struct tm	 tm;
 
 	lrs_tick(lc);
+	if (bk != NULL)
+		bk_s3_tick(lc);
 	if (bk == NULL || !bk->have_spec || bk->job != NULL)
 		return;
 	if (clock_mono_ms() - bk->scan_ms >= BK_SCAN_MS) {

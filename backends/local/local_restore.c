@@ -401,7 +401,42 @@ lrs_tick(struct lcluster *lc)
 		return;
 	x = xcalloc(1, sizeof *x);
 	if ((x->snapdir = backup_find(lc->ctx->conf->state_dir,
-	    lc->restore_from)) == NULL) {
+	    lc->restore_from)) == NULL && lc->ctx->conf->s3.bucket != NULL &&
+	    !lc->restore_fetched) {
+		/* Not here: fetch it from S3 first, then come back. */
+		free(x);
+		if (pipe2(fds, O_CLOEXEC) != 0)
+			return;
+		log_cluster(LOG_LEVEL_NOTICE, lc->name, "fetching snapshot %s "
+		    "from S3", lc->restore_from);
+		if ((lc->restore_pid = fork()) == 0) {
+			char *cause = NULL;
+
+			close(fds[0]);
+			if (backup_s3_fetch(&lc->ctx->conf->s3,
+			    lc->ctx->conf->state_dir, lc->restore_from,
+			    &cause) != 0) {
+				dprintf(fds[1], "fetching it from S3: %s",
+				    cause ? cause : "error");
+				_exit(1);
+			}
+			_exit(0);
+		}
+		close(fds[1]);
+		if (lc->restore_pid < 0) {
+			lc->restore_pid = 0;
+			close(fds[0]);
+			return;
+		}
+		lc->restore_fetching = true;
+		lc->restore_fd = fds[0];
+		if (lc->restore_ev == NULL)
+			lc->restore_ev = evtimer_new(lc->ctx->base, rs_poll,
+			    lc);
+		evtimer_add(lc->restore_ev, &tv);
+		return;
+	}
+	if (x->snapdir == NULL) {
 		xasprintf(&lc->restore_error, "no snapshot named %s",
 		    lc->restore_from);
 		goto fail;
@@ -489,6 +524,22 @@ rs_poll(evutil_socket_t fd, short ev, void *arg)
 	why[n > 0 ? n : 0] = '\0';
 	close(lc->restore_fd);
 	lc->restore_fd = -1;
+	if (lc->restore_fetching) {
+		lc->restore_fetching = false;
+		lc->restore_fetched = true;
+		if (r > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0)
+			log_cluster(LOG_LEVEL_NOTICE, lc->name, "fetched "
+			    "snapshot %s from S3", lc->restore_from);
+		else {
+			xasprintf(&lc->restore_error, "restore from snapshot "
+			    "%s failed: %s", lc->restore_from, n > 0 ? why :
+			    "the fetch process died");
+			log_cluster(LOG_LEVEL_ERROR, lc->name, "%s",
+			    lc->restore_error);
+		}
+		lcluster_changed(lc);
+		return;
+	}
 	if (r > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
 		log_cluster(LOG_LEVEL_NOTICE, lc->name, "restored from "
 		    "snapshot %s (%s)", lc->restore_from, why);

@@ -11,6 +11,8 @@ import hashlib
 import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import time
 
@@ -465,6 +467,145 @@ class BackupTest(DaemonTest):
                     blob = f.read()
                 self.assertNotIn(key.encode(), blob, fp)
                 self.assertNotIn(raw, blob, fp)
+
+    # --- S3, against s3rver (npm) on 127.0.0.1 ------------------------
+
+    def s3rver_bin(self):
+        """s3rver, installed with npm into the build tree if missing."""
+        prefix = os.environ.get("CK_S3RVER_DIR") or os.path.join(
+            cklib.BUILDDIR, "tests", "s3rver")
+        binary = os.path.join(prefix, "node_modules", ".bin", "s3rver")
+        if os.access(binary, os.X_OK):
+            return binary
+        npm = shutil.which("npm")
+        if npm is None or shutil.which("node") is None:
+            self.skipTest("npm and node are needed to install s3rver "
+                          "(apt-get install npm)")
+        os.makedirs(prefix, exist_ok=True)
+        p = subprocess.run([npm, "install", "--prefix", prefix, "--no-audit",
+                            "--no-fund", "--loglevel=error", "s3rver@3"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           timeout=300)
+        if p.returncode != 0 or not os.access(binary, os.X_OK):
+            self.skipTest("npm install s3rver failed: %s" %
+                          p.stdout.decode(errors="replace")[-300:])
+        return binary
+
+    def s3rver_start(self, binary, port, data):
+        log = open(os.path.join(self.tmp, "s3rver.log"), "ab")
+        p = subprocess.Popen([binary, "-d", data, "-a", "127.0.0.1", "-p",
+                              str(port), "--configure-bucket", "ckb"],
+                             stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        self.addCleanup(self.s3rver_stop, p)
+
+        def up():
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                return True
+            except OSError:
+                return False
+        wait_for(up, 20, interval=0.1, what="s3rver listening")
+        return p
+
+    def s3rver_stop(self, p):
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+    def s3_objects(self, data):
+        """{key: bytes} of what s3rver keeps in bucket ckb."""
+        out = {}
+        root = os.path.join(data, "ckb")
+        for r, _, files in os.walk(root):
+            for n in files:
+                if n.endswith("._S3rver_object"):
+                    k = os.path.relpath(os.path.join(r, n), root)[
+                        :-len("._S3rver_object")]
+                    with open(os.path.join(r, n), "rb") as f:
+                        out[k] = f.read()
+        return out
+
+    def test_s3_upload_multipart_restore_and_retry(self):
+        binary = self.s3rver_bin()
+        s3port = self.base + 110
+        data = os.path.join(self.tmp, "s3data")
+        os.makedirs(data)
+        srv = self.s3rver_start(binary, s3port, data)
+        now = datetime.datetime.now(datetime.timezone.utc)
+        sw, mw = windows(now + datetime.timedelta(hours=12))
+        d = self.daemon(binary=DAEMON, env={
+            "AWS_ACCESS_KEY_ID": "S3RVER", "AWS_SECRET_ACCESS_KEY": "S3RVER"})
+        with open(d.conf, "w") as f:
+            f.write("clusters_dir: %s\nstate_dir: %s\nresync_interval: 5s\n"
+                    "local:\n  port_range: %d-%d\nbackups:\n  s3:\n"
+                    "    bucket: ckb\n    prefix: snaps\n"
+                    "    region: us-east-1\n"
+                    "    endpoint: http://127.0.0.1:%d\n"
+                    "    part_size: 64kb\n    retries: 1\n"
+                    % (d.specs, d.state, self.base, self.base + 99, s3port))
+        self.start(d=d)
+        d.write("web.yaml", self.group(size=1, window=sw))
+        self.wait_available(d)
+        with Client(port=self.port) as c:
+            for i in range(64):
+                c.call("SET", "blob%d" % i, os.urandom(8192).hex())
+            c.call("SET", "ttl", "x", "EX", "4000")
+            want = {("blob%d" % i): c.call("GET", "blob%d" % i)
+                    for i in range(64)}
+        self.cli(d, "snapshot", "web", "--name", "s3one")
+        wait_for(lambda: self.backups(d)["s3"]["pending"] == 0 and
+                 self.backups(d)["s3"]["last_upload"], 30, interval=0.1,
+                 what="s3one uploaded")
+        objs = self.s3_objects(data)
+        local = os.path.join(d.state, "backups", "web", "s3one")
+        with open(os.path.join(local, "s1.rdb"), "rb") as f:
+            rdb = f.read()
+        self.assertGreater(len(rdb), 4 * 65536)     # several parts
+        self.assertEqual(objs["snaps/s3one/s1.rdb"], rdb)
+        self.assertIn("snaps/s3one/manifest.json", objs)
+        self.assertEqual(json.loads(objs["snaps/s3one/manifest.json"])[
+            "name"], "s3one")
+        with open(os.path.join(self.tmp, "s3rver.log"), errors="replace") \
+                as f:
+            slog = f.read()
+        self.assertIn("partNumber=4", slog)      # multipart, signed
+        self.assertNotIn("SignatureDoesNotMatch", slog)
+        # Gone here, still there: a new cluster restores from S3.
+        self.cli(d, "snapshot-delete", "s3one")
+        p2 = self.base + 103
+        d.write("web2.yaml", spec("web2", backend="local", extra=(
+            "cluster_size: 1\nport: %d\nsnapshot_window: \"%s\"\n"
+            "maintenance_window: \"%s\"\nrestore_from: s3one\n"
+            % (p2, sw, mw))))
+        wait_for(lambda: d.status("web2") and d.status("web2")["phase"] ==
+                 "available", 40, interval=0.1, what="web2 restored from S3")
+        self.assertIn("fetched snapshot s3one from S3", d.log())
+        with Client(port=p2) as c:
+            for k, v in want.items():
+                self.assertEqual(c.call("GET", k), v)
+            self.assertGreater(int(c.call("TTL", "ttl")), 3900)
+        # S3 down: the upload fails, is retried, and until it succeeds
+        # no manifest of it is there.
+        self.s3rver_stop(srv)
+        self.cli(d, "snapshot", "web", "--name", "s3two")
+        wait_for(lambda: "S3" in (self.backups(d)["last_error"] or ""),
+                 30, interval=0.1, what="the upload failure reported")
+        self.assertEqual(self.backups(d)["s3"]["pending"], 1)
+        self.assertNotIn("snaps/s3two/manifest.json", self.s3_objects(data))
+        self.s3rver_start(binary, s3port, data)
+        wait_for(lambda: self.backups(d)["s3"]["pending"] == 0, 40,
+                 interval=0.2, what="s3two uploaded after a retry")
+        objs = self.s3_objects(data)
+        with open(os.path.join(d.state, "backups", "web", "s3two",
+                               "s1.rdb"), "rb") as f:
+            self.assertEqual(objs["snaps/s3two/s1.rdb"], f.read())
+        self.assertIn("snaps/s3two/manifest.json", objs)
+        self.assertIsNone(self.backups(d)["last_error"])
 
 
 if __name__ == "__main__":
