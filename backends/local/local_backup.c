@@ -68,6 +68,9 @@ struct bk_job {
 	uint64_t	 copy_ms;	/* when the copy started */
 	pid_t		 pid;
 	int		 fd;		/* the child's report */
+	struct event	*rev;		/* on fd: its EOF is the child's end */
+	char		 why[512];
+	size_t		 whylen;
 	char		*tmp;
 	char		*final;
 	const char	*key_file;	/* encrypt with it; NULL: do not */
@@ -103,6 +106,7 @@ struct lbk {
 };
 
 static void	bk_poll(evutil_socket_t, short, void *);
+static void	copy_readable(evutil_socket_t, short, void *);
 
 static const char *
 bk_root(struct lcluster *lc)
@@ -198,6 +202,8 @@ job_free(struct bk_job *j)
 		kill(j->pid, SIGKILL);
 		(void)waitpid(j->pid, NULL, 0);
 	}
+	if (j->rev != NULL)
+		event_free(j->rev);
 	if (j->fd >= 0)
 		close(j->fd);
 	free(j->name);
@@ -772,7 +778,39 @@ copy_start(struct lcluster *lc, struct bk_job *j)
 	if (j->pid < 0) {
 		j->pid = 0;
 		job_done(lc, -errno, "fork failed");
+		return;
 	}
+	/* No polling: the pipe closes when the child exits. */
+	j->rev = event_new(lc->ctx->base, j->fd, EV_READ | EV_PERSIST,
+	    copy_readable, lc);
+	event_add(j->rev, NULL);
+}
+
+static void	copy_reaped(struct lcluster *, struct bk_job *, int);
+
+/* The copy child's report, then its EOF: it is exiting, reap it. */
+static void
+copy_readable(evutil_socket_t fd, short ev, void *arg)
+{
+	struct lcluster	*lc = arg;
+	struct bk_job	*j = lc->bk->job;
+	ssize_t		 n;
+	int		 status;
+
+	if (j == NULL || j->pid <= 0)
+		return;
+	n = read(fd, j->why + j->whylen, sizeof j->why - 1 - j->whylen);
+	if (n < 0 && (errno == EINTR || errno == EAGAIN))
+		return;
+	if (n > 0) {
+		j->whylen += (size_t)n;
+		if (j->whylen < sizeof j->why - 1)
+			return;
+	}
+	event_del(j->rev);
+	if (waitpid(j->pid, &status, 0) != j->pid)
+		status = 0x7f00;
+	copy_reaped(lc, j, status);
 }
 
 /* The copy child ended: read its report. */
@@ -787,8 +825,9 @@ copy_reaped(struct lcluster *lc, struct bk_job *j, int status)
 		job_done(lc, 0, NULL);
 		return;
 	}
-	n = read(j->fd, why, sizeof why - 1);
-	why[n > 0 ? n : 0] = '\0';
+	n = (ssize_t)j->whylen;
+	memcpy(why, j->why, j->whylen);
+	why[n] = '\0';
 	if (n <= 0)
 		snprintf(why, sizeof why, "the copy process failed");
 	(void)node_remove_dir(j->tmp);
@@ -803,18 +842,12 @@ bk_poll(evutil_socket_t fd, short ev, void *arg)
 	struct timeval	 tv = { 0, BK_POLL_MS * 1000 };
 	uint64_t	 now = clock_mono_ms();
 	size_t		 i, done = 0;
-	int		 status;
-	pid_t		 r;
 
 	if (j == NULL)
 		return;
-	if (j->pid > 0) {
-		if ((r = waitpid(j->pid, &status, WNOHANG)) == j->pid ||
-		    r < 0) {
-			copy_reaped(lc, j, r < 0 ? 0x7f00 : status);
-			return;
-		}
-	} else if (now > j->deadline_ms) {
+	if (j->pid > 0)
+		return;		/* copy_readable sees it end */
+	if (now > j->deadline_ms) {
 		job_done(lc, -ETIMEDOUT, "BGSAVE did not finish in time");
 		return;
 	} else {
