@@ -29,8 +29,6 @@
 #include "rconn.h"
 #include "util.h"
 
-#define SAVE_TIMEOUT_MS		120000
-
 static struct local_ctx	*shared;	/* one per daemon, see local.h */
 
 static struct local_ctx *
@@ -157,8 +155,6 @@ local_detach(void *arg)
 	lcl_remove_all(lc);
 	lbk_free(lc);
 	lrs_free(lc);
-	if (lc->copy_ev != NULL)
-		event_free(lc->copy_ev);
 	event_free(lc->done_ev);
 	event_free(lc->obs_ev);
 	event_free(lc->param_ev);
@@ -178,8 +174,6 @@ local_detach(void *arg)
 	free(lc->token_file);
 	free(lc->message);
 	free(lc->done_msg);
-	free(lc->copy_dest);
-	free(lc->save_error);
 	free(lc->dir);
 	free(lc->name);
 	ctx_put(lc->ctx);
@@ -754,219 +748,45 @@ remove_cluster(struct lcluster *lc)
 	    "removed (deletion_policy delete)");
 }
 
+/* The final snapshot is complete (or failed): delete, or keep it all. */
 static void
-copy_check(evutil_socket_t fd, short ev, void *arg)
+final_done(void *arg, int error, const char *message)
 {
 	struct lcluster	*lc = arg;
-	struct timeval	 tv = { 0, 50000 };
-	int		 status;
-	pid_t		 r;
+	char		*m;
 
-	r = waitpid(lc->copy_pid, &status, WNOHANG);
-	if (r == 0) {
-		evtimer_add(lc->copy_ev, &tv);
+	if (error != 0) {
+		xasprintf(&m, "final snapshot failed (%s); nothing was deleted",
+		    message ? message : strerror(-error));
+		finish(lc, error, m);
 		return;
 	}
-	lc->copy_pid = 0;
-	if (r < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-		char *m;
-		xasprintf(&m, "final snapshot copy to %s failed; nothing was "
-		    "deleted", lc->copy_dest);
-		finish(lc, -EIO, m);
-		return;
-	}
-	log_cluster(LOG_LEVEL_NOTICE, lc->name, "final snapshot saved in %s",
-	    lc->copy_dest);
+	log_cluster(LOG_LEVEL_NOTICE, lc->name, "%s", message);
 	remove_cluster(lc);
 	finish(lc, 0, NULL);
 }
 
-/* Copy the primary's RDB in a child so the loop never waits on disk. */
-static void
-final_saved(struct rconn *rc, struct redisReply *reply, const char *err,
-    void *arg)
-{
-	struct lcluster	*lc = arg;
-	struct lnode	*p = lcluster_primary(lc);
-	struct timeval	 tv = { 0, 50000 };
-	char		 stamp[32], *src, *tmp;
-	time_t		 now = time(NULL);
-	struct tm	 tm;
-	int		 r;
-
-	if (reply == NULL || reply->type == REDIS_REPLY_ERROR || p == NULL) {
-		char *m;
-		xasprintf(&m, "final snapshot failed (%s); nothing was deleted",
-		    reply ? reply->str : err ? err : "no primary");
-		finish(lc, -EIO, m);
-		return;
-	}
-	gmtime_r(&now, &tm);
-	strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
-	free(lc->copy_dest);
-	xasprintf(&lc->copy_dest, "%s/backups/%s/final-%s",
-	    lc->ctx->conf->state_dir, lc->name, stamp);
-	if ((r = mkdir_p(lc->copy_dest, 0700)) != 0) {
-		char *m;
-		xasprintf(&m, "cannot create %s: %s", lc->copy_dest,
-		    strerror(-r));
-		finish(lc, r, m);
-		return;
-	}
-	src = node_path(p->dir, "dump.rdb");
-	tmp = node_path(lc->copy_dest, "dump.rdb");
-	lc->copy_pid = fork();
-	if (lc->copy_pid == 0) {
-		execl("/bin/cp", "cp", src, tmp, (char *)NULL);
-		_exit(127);
-	}
-	free(src);
-	free(tmp);
-	if (lc->copy_ev == NULL)
-		lc->copy_ev = evtimer_new(lc->ctx->base, copy_check, lc);
-	evtimer_add(lc->copy_ev, &tv);
-}
-
-/* Copy the saved dump of every shard primary, in a child. */
-static void
-cluster_copy(struct lcluster *lc)
-{
-	struct timeval	 tv = { 0, 50000 };
-	char		 stamp[32], **src, **dst;
-	time_t		 now = time(NULL);
-	struct tm	 tm;
-	size_t		 i, n = 0;
-	int		 r;
-
-	gmtime_r(&now, &tm);
-	strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
-	free(lc->copy_dest);
-	xasprintf(&lc->copy_dest, "%s/backups/%s/final-%s",
-	    lc->ctx->conf->state_dir, lc->name, stamp);
-	if ((r = mkdir_p(lc->copy_dest, 0700)) != 0) {
-		char *m;
-		xasprintf(&m, "cannot create %s: %s", lc->copy_dest,
-		    strerror(-r));
-		finish(lc, r, m);
-		return;
-	}
-	src = xcalloc(lc->nshards + 1, sizeof *src);
-	dst = xcalloc(lc->nshards + 1, sizeof *dst);
-	for (i = 0; i < lc->nshards; i++) {
-		struct lnode *p = lcluster_node(lc, lc->shards[i]->primary);
-		if (p == NULL)
-			continue;
-		src[n] = node_path(p->dir, "dump.rdb");
-		xasprintf(&dst[n], "%s/%s-dump.rdb", lc->copy_dest,
-		    lc->shards[i]->id);
-		n++;
-	}
-	lc->copy_pid = fork();
-	if (lc->copy_pid == 0) {
-		for (i = 0; i < n; i++) {
-			pid_t c = fork();
-			int status;
-
-			if (c == 0) {
-				execl("/bin/cp", "cp", src[i], dst[i],
-				    (char *)NULL);
-				_exit(127);
-			}
-			if (c < 0 || waitpid(c, &status, 0) != c ||
-			    !WIFEXITED(status) || WEXITSTATUS(status) != 0)
-				_exit(1);
-		}
-		_exit(0);
-	}
-	for (i = 0; i < n; i++) {
-		free(src[i]);
-		free(dst[i]);
-	}
-	free(src);
-	free(dst);
-	if (lc->copy_ev == NULL)
-		lc->copy_ev = evtimer_new(lc->ctx->base, copy_check, lc);
-	evtimer_add(lc->copy_ev, &tv);
-}
-
-static void
-cluster_saved(struct rconn *rc, struct redisReply *reply, const char *err,
-    void *arg)
-{
-	struct lcluster	*lc = arg;
-
-	if ((reply == NULL || reply->type == REDIS_REPLY_ERROR) &&
-	    lc->save_error == NULL)
-		lc->save_error = xstrdup(reply ? reply->str : err);
-	if (--lc->save_pending > 0)
-		return;
-	if (lc->save_error != NULL) {
-		char *m;
-		xasprintf(&m, "final snapshot failed (%s); nothing was deleted",
-		    lc->save_error);
-		free(lc->save_error);
-		lc->save_error = NULL;
-		finish(lc, -EIO, m);
-		return;
-	}
-	cluster_copy(lc);
-}
-
 /*
- * Cluster mode: SAVE on every shard's primary over the cluster
- * connections (the monitor's PINGs share the other one and would time
- * out behind a long SAVE), then copy each dump as SHARD-dump.rdb.
+ * Deletion. With final_snapshot, a snapshot of type final first (the
+ * same as any: a replica in sync per shard, manifest and checksums, see
+ * local_backup.c); the nodes go only once it is complete.
  */
-static int
-cluster_final_snapshot(struct lcluster *lc, char **cause)
-{
-	size_t	 i;
-
-	lc->save_pending = 1;
-	for (i = 0; i < lc->nshards; i++) {
-		struct lnode *p = lcluster_node(lc, lc->shards[i]->primary);
-
-		if (p == NULL || !lnode_up(p) || lcl_conn(lc, p) == NULL) {
-			xasprintf(cause, "final snapshot needs every shard's "
-			    "primary up (shard %s); nothing was deleted",
-			    lc->shards[i]->id);
-			lc->save_pending = 0;
-			return -EAGAIN;
-		}
-	}
-	for (i = 0; i < lc->nshards; i++) {
-		struct lnode *p = lcluster_node(lc, lc->shards[i]->primary);
-
-		if (lcl_command(lc, p, cluster_saved, lc, "SAVE") == 0)
-			lc->save_pending++;
-	}
-	cluster_saved(NULL, &(struct redisReply){ .type = REDIS_REPLY_STATUS },
-	    NULL, lc);
-	return 1;
-}
-
 static int
 step_delete(struct lcluster *lc, const struct plan_step *st, char **cause)
 {
-	struct lnode	*p = lcluster_primary(lc);
+	char	*why = NULL;
+	int	 r;
 
-	if (st->final_snapshot && lc->cluster_mode)
-		return cluster_final_snapshot(lc, cause);
 	if (!st->final_snapshot) {
 		remove_cluster(lc);
 		return 0;
 	}
-	if (p == NULL || !lnode_up(p)) {
-		xasprintf(cause, "final snapshot needs the primary up; nothing "
-		    "was deleted");
-		return -EAGAIN;
+	if ((r = lbk_final(lc, final_done, lc, &why)) != 0) {
+		xasprintf(cause, "final snapshot: %s; nothing was deleted", why);
+		free(why);
+		return r == -EBUSY ? -EAGAIN : r;
 	}
-	if (rconn_command(p->conn, SAVE_TIMEOUT_MS, final_saved, lc,
-	    "SAVE") != 0) {
-		xasprintf(cause, "final snapshot: primary connection lost");
-		return -EAGAIN;
-	}
-	return 1;	/* completes in final_saved */
+	return 1;	/* completes in final_done */
 }
 
 static void

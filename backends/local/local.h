@@ -179,11 +179,6 @@ struct lcluster {
 	void			*cbarg;
 	int			 done_error;
 	char			*done_msg;
-	pid_t			 copy_pid;	/* final snapshot copy */
-	int			 save_pending;	/* cluster mode: SAVEs out */
-	char			*save_error;
-	struct event		*copy_ev;
-	char			*copy_dest;
 	struct lbk		*bk;		/* local_backup.c */
 	/* local_restore.c: spec.restore_from, until its keys are in. */
 	char			*restore_from;	/* in cluster.json */
@@ -239,6 +234,13 @@ json_t		*lbk_status(struct lcluster *);
  * called from the loop once it is complete or has failed. */
 void		 lbk_manual(struct lcluster *, const char *name,
 		    backend_op_cb cb, void *arg);
+/*
+ * The final snapshot before a deletion (NAME-final-YYYYMMDDHHMMSS, type
+ * final): 0 once started (cb follows from the loop), or -errno with
+ * *cause.
+ */
+int		 lbk_final(struct lcluster *, backend_op_cb cb, void *arg,
+		    char **cause);
 /* local_restore.c: load spec.restore_from once the cluster is created. */
 void		 lrs_tick(struct lcluster *);
 void		 lrs_free(struct lcluster *);

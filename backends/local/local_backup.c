@@ -103,10 +103,67 @@ struct lbk {
 	int64_t		 last_upload;
 	int		 up_pending;	/* snapshots not in S3 yet */
 	pid_t		 del_pid;
+	struct bk_answer *answers;	/* not yet fired */
 };
 
 static void	bk_poll(evutil_socket_t, short, void *);
 static void	copy_readable(evutil_socket_t, short, void *);
+
+/* An operation's answer, always from the loop (backend.h). */
+struct bk_answer {
+	struct lcluster	*lc;
+	struct event	*ev;
+	backend_op_cb	 cb;
+	void		*arg;
+	int		 error;
+	char		*msg;
+	struct bk_answer *next;		/* the cluster's pending answers */
+};
+
+static void
+answer_free(struct bk_answer *a)
+{
+	event_free(a->ev);
+	free(a->msg);
+	free(a);
+}
+
+static void
+answer_fire(evutil_socket_t fd, short ev, void *arg)
+{
+	struct bk_answer	*a = arg, **pp;
+
+	for (pp = &a->lc->bk->answers; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == a) {
+			*pp = a->next;
+			break;
+		}
+	a->cb(a->arg, a->error, a->msg);
+	answer_free(a);
+}
+
+/*
+ * Answers wait for the next loop turn in the cluster, so a detach
+ * cancels them silently as backend.h promises.
+ */
+void
+lbk_answer(struct lcluster *lc, backend_op_cb cb, void *arg, int error,
+    char *msg)
+{
+	struct bk_answer	*a = xcalloc(1, sizeof *a);
+	struct timeval		 tv = { 0, 0 };
+
+	a->lc = lc;
+	a->cb = cb;
+	a->arg = arg;
+	a->error = error;
+	a->msg = msg;
+	a->ev = evtimer_new(lc->ctx->base, answer_fire, a);
+	a->next = lc->bk->answers;
+	lc->bk->answers = a;
+	evtimer_add(a->ev, &tv);
+}
+
 
 static const char *
 bk_root(struct lcluster *lc)
@@ -228,6 +285,12 @@ lbk_free(struct lcluster *lc)
 	} else
 		job_free(bk->job);
 	event_free(bk->ev);
+	while (bk->answers != NULL) {
+		struct bk_answer *a = bk->answers;
+
+		bk->answers = a->next;
+		answer_free(a);
+	}
 	/* An upload starts again from the marker next time. */
 	if (bk->up_pid > 0) {
 		kill(bk->up_pid, SIGKILL);
@@ -310,40 +373,6 @@ lbk_status(struct lcluster *lc)
 		    bk->up_pending, "uploading", bk->up_snap));
 	}
 	return j;
-}
-
-/* An operation's answer, always from the loop (backend.h). */
-struct bk_answer {
-	backend_op_cb	 cb;
-	void		*arg;
-	int		 error;
-	char		*msg;
-};
-
-static void
-answer_fire(evutil_socket_t fd, short ev, void *arg)
-{
-	struct bk_answer	*a = arg;
-
-	a->cb(a->arg, a->error, a->msg);
-	free(a->msg);
-	free(a);
-}
-
-void
-lbk_answer(struct lcluster *lc, backend_op_cb cb, void *arg, int error,
-    char *msg)
-{
-	struct bk_answer	*a = xcalloc(1, sizeof *a);
-	struct timeval		 tv = { 0, 0 };
-
-	a->cb = cb;
-	a->arg = arg;
-	a->error = error;
-	a->msg = msg;
-	if (event_base_once(lc->ctx->base, -1, EV_TIMEOUT, answer_fire, a,
-	    &tv) != 0)
-		fatalx("event_base_once");
 }
 
 /* The node a shard's snapshot comes from: its best replica in sync. */
@@ -1153,6 +1182,22 @@ lbk_manual(struct lcluster *lc, const char *name, backend_op_cb cb,
 	if ((r = bk_start(lc, name, "manual", cb, cbarg, &cause)) != 0)
 		lbk_answer(lc, cb, cbarg, r, cause);
 	free(gen);
+}
+
+int
+lbk_final(struct lcluster *lc, backend_op_cb cb, void *arg, char **cause)
+{
+	char		 stamp[32], *name;
+	time_t		 now = (time_t)clock_wall_s();
+	struct tm	 tm;
+	int		 r;
+
+	gmtime_r(&now, &tm);
+	strftime(stamp, sizeof stamp, "%Y%m%d%H%M%S", &tm);
+	xasprintf(&name, "%s-final-%s", lc->name, stamp);
+	r = bk_start(lc, name, "final", cb, arg, cause);
+	free(name);
+	return r;
 }
 
 /* From the monitor's tick: is an automatic snapshot due? */
