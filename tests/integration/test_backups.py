@@ -607,6 +607,40 @@ class BackupTest(DaemonTest):
         self.assertIn("snaps/s3two/manifest.json", objs)
         self.assertIsNone(self.backups(d)["last_error"])
 
+    def test_s3_retention_deletes_remote_copy(self):
+        binary = self.s3rver_bin()
+        s3port = self.base + 110
+        data = os.path.join(self.tmp, "s3data")
+        os.makedirs(data)
+        self.s3rver_start(binary, s3port, data)
+        d = self.daemon(binary=DAEMON, env={
+            "AWS_ACCESS_KEY_ID": "S3RVER", "AWS_SECRET_ACCESS_KEY": "S3RVER"})
+        with open(d.conf, "w") as f:
+            f.write("clusters_dir: %s\nstate_dir: %s\nresync_interval: 5s\n"
+                    "local:\n  port_range: %d-%d\nbackups:\n  s3:\n"
+                    "    bucket: ckb\n    endpoint: http://127.0.0.1:%d\n"
+                    % (d.specs, d.state, self.base, self.base + 99, s3port))
+        self.start(d=d)
+        d.write("web.yaml", self.group(size=1, retention=1))
+        self.wait_available(d)
+        wait_for(lambda: self.backups(d)["snapshots"] == 1 and
+                 self.backups(d)["s3"]["pending"] == 0 and
+                 self.backups(d)["s3"]["last_upload"], 30, interval=0.1,
+                 what="automatic snapshot uploaded")
+        (old,) = self.snap_dirs(d)
+        self.assertIn("%s/manifest.json" % old, self.s3_objects(data))
+        # Two days later: the old one goes, here and in S3.
+        d.stop()
+        self.start(offset=2 * DAY, d=d)
+
+        def pruned():
+            objs = self.s3_objects(data)
+            names = self.snap_dirs(d)
+            return old not in names and len(names) == 1 and \
+                not any(k.startswith(old + "/") for k in objs) and \
+                "%s/manifest.json" % names[0] in objs
+        wait_for(pruned, 30, interval=0.2, what="old copy deleted in S3")
+
 
 if __name__ == "__main__":
     cklib.main()
