@@ -68,6 +68,14 @@ int	 backup_s3_fetch(const struct dconf_s3 *, const char *state_dir,
 	    const char *snap, char **cause);
 #define BACKUP_S3_PENDING	".s3-pending"	/* in a snapshot's dir */
 
+/*
+ * Copy src to dst (created 0600, fsynced), encrypted with key when it is
+ * not NULL; *size and hex (64 digits) are those of what was written.
+ * 0 or -errno. Blocks: for child processes (backup_copy.c).
+ */
+int	 backup_copy_file(const char *src, const char *dst,
+	    const unsigned char *key, long long *size, char *hex);
+
 /* Encryption (backup_crypt.c). */
 #define BACKUP_KEY_LEN		32
 #define BACKUP_SCHEME		"aes-256-gcm-chunked"
