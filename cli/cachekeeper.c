@@ -23,6 +23,8 @@ static const struct cli_command *const commands[] = {
 	&cli_validate_command,
 	&cli_reconcile_command,
 	&cli_snapshot_command,
+	&cli_snapshots_command,
+	&cli_snapshot_delete_command,
 	&cli_failover_command,
 	&cli_confirm_command,
 	NULL

@@ -19,5 +19,7 @@ extern const struct cli_command cli_reconcile_command;
 extern const struct cli_command cli_snapshot_command;
 extern const struct cli_command cli_failover_command;
 extern const struct cli_command cli_confirm_command;
+extern const struct cli_command cli_snapshots_command;
+extern const struct cli_command cli_snapshot_delete_command;
 
 #endif

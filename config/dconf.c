@@ -1,6 +1,8 @@
 /* Daemon configuration; see dconf.h and docs/cachekeeperd.yaml.md. */
 #include "config.h"
 
+#include <sys/stat.h>
+
 #include <errno.h>
 #include <libgen.h>
 #include <stdio.h>
@@ -19,6 +21,8 @@
 #define MIGRATE_PIPELINE	4
 #define MIGRATE_SLOTS		4
 #define EC_POLL_INTERVAL_MS	30000
+#define S3_PART_MIN		(5 * 1024 * 1024)	/* S3's own minimum */
+#define S3_PART_DEFAULT		(64 * 1024 * 1024)
 #define GUARD_MAX_FRACTION	0.5
 #define GUARD_MAX_COUNT		10
 #define EC_MAX_CALLS_PER_S	20
@@ -26,7 +30,11 @@
 static const char *const top_keys[] = {
 	"clusters_dir", "state_dir", "resync_interval", "log_level",
 	"default_backend", "control_socket", "metrics_listen", "local",
-	"elasticache", "deletion_guard", NULL
+	"elasticache", "deletion_guard", "backup_key_file", "backups", NULL
+};
+static const char *const backups_keys[] = { "s3", NULL };
+static const char *const s3_keys[] = {
+	"bucket", "prefix", "region", "endpoint", "part_size", "retries", NULL
 };
 static const char *const guard_keys[] = { "max_fraction", "max_count", NULL };
 static const char *const local_keys[] = {
@@ -80,6 +88,11 @@ dconf_free(struct dconf *c)
 	free(c->state_dir);
 	free(c->default_backend);
 	free(c->control_socket);
+	free(c->backup_key_file);
+	free(c->s3.bucket);
+	free(c->s3.prefix);
+	free(c->s3.region);
+	free(c->s3.endpoint);
 	free(c->metrics_listen);
 	free(c->local.redis_server);
 	free(c->local.bind);
@@ -104,6 +117,10 @@ dconf_new_defaults(void)
 	c->log_level = LOG_LEVEL_INFO;
 	c->default_backend = xstrdup("local");
 	c->control_socket = xstrdup("/run/cachekeeper/control.sock");
+	c->s3.prefix = xstrdup("");
+	c->s3.region = xstrdup("us-east-1");
+	c->s3.part_size = S3_PART_DEFAULT;
+	c->s3.retries = 4;
 	c->local.redis_server = xstrdup("/usr/bin/redis-server");
 	c->local.bind = xstrdup("127.0.0.1");
 	c->local.port_min = 17000;
@@ -289,6 +306,72 @@ parse_elasticache(struct yctx *c, const struct ynode *m, struct dconf *d)
 		d->elasticache.max_calls_per_second = (int)v;
 }
 
+
+/* Whether url is a plain-HTTP loopback endpoint (an emulator). */
+static bool
+s3_is_emulator(const char *url)
+{
+	return url != NULL && (strncmp(url, "http://127.0.0.1:", 17) == 0 ||
+	    strncmp(url, "http://localhost:", 17) == 0 ||
+	    strncmp(url, "http://[::1]:", 13) == 0);
+}
+
+/* backups: {s3: {bucket, prefix, region, endpoint, part_size, retries}} */
+static void
+parse_backups(struct yctx *c, const struct ynode *m, struct dconf *d)
+{
+	const struct ynode	*s, *n;
+	struct dconf_s3		*o = &d->s3;
+	int64_t			 v;
+	char			*p;
+
+	if (ycheck_map(c, m, "backups", backups_keys) != 0)
+		return;
+	if ((s = ymap_get(m, "s3")) == NULL || ynode_is_null(s))
+		return;
+	if (ycheck_map(c, s, "backups.s3", s3_keys) != 0)
+		return;
+	if ((n = ymap_get(s, "bucket")) == NULL) {
+		yerr(c, s, "backups.s3.bucket is required");
+		return;
+	}
+	if (yget_string(c, n, "backups.s3.bucket", 63, &o->bucket) == 0 &&
+	    (strlen(o->bucket) < 3 || strspn(o->bucket,
+	    "abcdefghijklmnopqrstuvwxyz0123456789.-") != strlen(o->bucket)))
+		yerr(c, n, "backups.s3.bucket must be an S3 bucket name (3-63 "
+		    "characters of a-z 0-9 . -), got '%s'", o->bucket);
+	if ((n = ymap_get(s, "prefix")) != NULL &&
+	    yget_string(c, n, "backups.s3.prefix", 512, &p) == 0) {
+		free(o->prefix);
+		if (*p != '\0' && p[strlen(p) - 1] != '/') {
+			xasprintf(&o->prefix, "%s/", p);
+			free(p);
+		} else
+			o->prefix = p;
+	}
+	if ((n = ymap_get(s, "region")) != NULL) {
+		free(o->region);
+		o->region = NULL;
+		yget_string(c, n, "backups.s3.region", 64, &o->region);
+	}
+	if ((n = ymap_get(s, "endpoint")) != NULL &&
+	    yget_string(c, n, "backups.s3.endpoint", 512, &o->endpoint) == 0 &&
+	    strncmp(o->endpoint, "https://", 8) != 0 &&
+	    !s3_is_emulator(o->endpoint))
+		yerr(c, n, "backups.s3.endpoint must be an https:// URL (plain "
+		    "http only on loopback, for an emulator), got '%s'",
+		    o->endpoint);
+	if ((n = ymap_get(s, "part_size")) != NULL &&
+	    yget_size(c, n, "backups.s3.part_size", &o->part_size) == 0 &&
+	    (o->part_size < 1024 || o->part_size > 5ULL << 30 ||
+	    (o->part_size < S3_PART_MIN && !s3_is_emulator(o->endpoint))))
+		yerr(c, n, "backups.s3.part_size must be 5mb..5gb (S3's limits; "
+		    "down to 1kb only with a loopback emulator endpoint)");
+	if ((n = ymap_get(s, "retries")) != NULL &&
+	    yget_int(c, n, "backups.s3.retries", 0, 20, &v) == 0)
+		o->retries = (int)v;
+}
+
 /* deletion_guard: {max_fraction: 0.5, max_count: 10} */
 static void
 parse_guard(struct yctx *c, const struct ynode *m, struct dconf *d)
@@ -328,6 +411,29 @@ parse_top(struct yctx *c, const struct ynode *m, const char *base,
 	get_path(c, m, "clusters_dir", "clusters_dir", base, &d->clusters_dir);
 	get_path(c, m, "state_dir", "state_dir", base, &d->state_dir);
 	get_path(c, m, "control_socket", "control_socket", base, &d->control_socket);
+	if ((n = ymap_get(m, "backup_key_file")) != NULL) {
+		struct stat st;
+
+		get_path(c, m, "backup_key_file", "backup_key_file", base,
+		    &d->backup_key_file);
+		/* The key protects every snapshot: nobody else reads it. */
+		/*
+		 * A key not there yet is not an error here (snapshots that
+		 * need it fail, saying so); one that others can read is.
+		 */
+		if (d->backup_key_file != NULL && stat(d->backup_key_file,
+		    &st) != 0) {
+			if (errno != ENOENT)
+				yerr(c, n, "backup_key_file %s: %s",
+				    d->backup_key_file, strerror(errno));
+		}
+		else if (d->backup_key_file != NULL && (!S_ISREG(st.st_mode) ||
+		    (st.st_mode & 077) != 0))
+			yerr(c, n, "backup_key_file %s must be a regular file "
+			    "readable and writable by its owner only (mode %04o; "
+			    "chmod 600 it)", d->backup_key_file,
+			    (unsigned int)(st.st_mode & 07777));
+	}
 	if ((n = ymap_get(m, "resync_interval")) != NULL)
 		yget_duration(c, n, "resync_interval", 1000, 86400000,
 		    &d->resync_interval_ms);
@@ -362,6 +468,8 @@ parse_top(struct yctx *c, const struct ynode *m, const char *base,
 		parse_elasticache(c, n, d);
 	if ((n = ymap_get(m, "deletion_guard")) != NULL && !ynode_is_null(n))
 		parse_guard(c, n, d);
+	if ((n = ymap_get(m, "backups")) != NULL && !ynode_is_null(n))
+		parse_backups(c, n, d);
 }
 
 struct dconf *

@@ -45,6 +45,16 @@ struct dconf_elasticache {
 	int		 max_calls_per_second;	/* the daemon's own limit */
 };
 
+/* backups.s3: off-host copies of the local backend's snapshots. */
+struct dconf_s3 {
+	char		*bucket;	/* NULL: no uploads */
+	char		*prefix;	/* "" or ending in '/' */
+	char		*region;
+	char		*endpoint;	/* NULL: https://s3.REGION.amazonaws.com */
+	uint64_t	 part_size;	/* bytes; multipart above it */
+	int		 retries;	/* per request */
+};
+
 struct dconf {
 	char		*file;		/* NULL: built-in defaults */
 	char		*clusters_dir;
@@ -54,8 +64,11 @@ struct dconf {
 	char		*default_backend;
 	char		*control_socket;
 	char		*metrics_listen;	/* NULL when off */
+	/* Snapshot encryption key (0600), or NULL: see backup_crypt.c. */
+	char		*backup_key_file;
 	struct dconf_local	 local;
 	struct dconf_elasticache elasticache;
+	struct dconf_s3		 s3;
 	/* Mass-deletion guard: more specs than this gone at once are held. */
 	double			 guard_max_fraction;	/* of known clusters */
 	int			 guard_max_count;

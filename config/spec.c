@@ -32,7 +32,7 @@ static const char *const spec_keys[] = {
 	"final_snapshot", "maintenance_window", "apply_immediately",
 	"parameters", "parameter_group_name", "enable_transit_encryption",
 	"enable_at_rest_encryption", "auth_token_file", "deletion_policy",
-	"tags", "elasticache", "local", "failover_drill", NULL
+	"tags", "elasticache", "local", "failover_drill", "restore_from", NULL
 };
 static const char *const drill_keys[] = { "window", NULL };
 static const char *const cluster_mode_keys[] = {
@@ -112,6 +112,7 @@ spec_free(struct cluster_spec *s)
 	kvlist_free(&s->parameters);
 	free(s->parameter_group_name);
 	free(s->auth_token_file);
+	free(s->restore_from);
 	kvlist_free(&s->tags);
 	free(s->elasticache.subnet_group_name);
 	strlist_free(&s->elasticache.security_group_ids);
@@ -671,6 +672,21 @@ check_cross_fields(struct yctx *c, struct cluster_spec *s,
 		    "spec.port (%d)", s->port);
 }
 
+/* A snapshot's name, as backups name them (see local/backup.h). */
+static bool
+backup_name_ok(const char *s)
+{
+	size_t	 i;
+
+	if (s[0] < 'a' || s[0] > 'z')
+		return false;
+	for (i = 0; s[i] != '\0'; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' &&
+		    s[i] <= '9') || s[i] == '-'))
+			return false;
+	return true;
+}
+
 static void
 parse_spec_fields(struct yctx *c, const struct ynode *m,
     struct cluster_spec *s, const struct spec_opts *o, struct spec_nodes *sn)
@@ -736,6 +752,13 @@ parse_spec_fields(struct yctx *c, const struct ynode *m,
 		check_auth_token_file(c, n, s->auth_token_file);
 		sn->auth_token = n;
 	}
+	/* Read at creation only, as ElastiCache's SnapshotName: not part of
+	 * the generation, never a change to plan. */
+	if ((n = get_str(c, m, "restore_from", "spec.restore_from", 80,
+	    &s->restore_from)) != NULL && !backup_name_ok(s->restore_from))
+		yerr(c, n, "spec.restore_from must be a snapshot name (a-z "
+		    "first, then a-z, 0-9 and '-', at most 80 characters), got "
+		    "'%s'", s->restore_from);
 	if ((n = ymap_get(m, "deletion_policy")) != NULL &&
 	    yget_enum(c, n, "spec.deletion_policy", deletion_names, &v) == 0)
 		s->deletion_policy = (enum deletion_policy)v;

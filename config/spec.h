@@ -73,6 +73,7 @@ struct cluster_spec {
 	bool		 transit_encryption;
 	bool		 at_rest_encryption;
 	char		*auth_token_file;
+	char		*restore_from;	/* snapshot name; creation only */
 	enum deletion_policy deletion_policy;
 	struct kvlist	 tags;
 	struct spec_elasticache elasticache;

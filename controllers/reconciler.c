@@ -902,6 +902,10 @@ reconciler_status_json(const struct reconciler *r)
 	json_object_set_new(j, "spec_errors", errs);
 	json_object_set_new(j, "endpoints", r->obs && r->obs->endpoints ?
 	    json_incref(r->obs->endpoints) : json_object());
+	/* The backend's backup summary, where the CLI and metrics read it. */
+	if (r->obs && json_object_get(r->obs->endpoints, "backups") != NULL)
+		json_object_set(j, "backups", json_object_get(
+		    r->obs->endpoints, "backups"));
 	json_object_set_new(j, "plan", plan_to_json(&r->plan));
 	json_object_set_new(j, "last_error", r->last_error ?
 	    json_string(r->last_error) : json_null());

@@ -5,6 +5,7 @@
  */
 #include "config.h"
 
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -24,6 +25,7 @@
 #include <jansson.h>
 
 #include "backend.h"
+#include "local/backup.h"
 #include "control.h"
 #include "daemon.h"
 #include "log.h"
@@ -90,7 +92,10 @@ errno_status(int e)
 {
 	switch (e) {
 	case -EBUSY:
+	case -EEXIST:
 		return 409;
+	case -EAGAIN:
+		return 503;
 	case -ENOTSUP:
 		return 501;
 	case -ENOENT:
@@ -426,6 +431,64 @@ out:
 	free(name);
 }
 
+/*
+ * GET /v1/snapshots[?cluster=NAME]: the local backend's snapshots on this
+ * host; DELETE /v1/snapshots/SNAP deletes one (manual, final or
+ * automatic alike).
+ */
+static void
+handle_snapshots(struct control *c, struct evhttp_request *req,
+    const struct evhttp_uri *u, const char *snap, enum evhttp_cmd_type m)
+{
+	struct evkeyvalq	 q;
+	const char		*cluster = NULL, *qs = evhttp_uri_get_query(u);
+	char			*cause = NULL, who[96];
+	int			 e;
+
+	if (snap == NULL) {
+		if (m != EVHTTP_REQ_GET) {
+			reply_error(req, 405, "use GET");
+			return;
+		}
+		TAILQ_INIT(&q);
+		if (qs != NULL && evhttp_parse_query_str(qs, &q) != 0) {
+			reply_error(req, 400, "bad query string");
+			return;
+		}
+		cluster = evhttp_find_header(&q, "cluster");
+		if (cluster != NULL && !spec_name_valid(cluster, &(const char *)
+		    { NULL })) {
+			evhttp_clear_headers(&q);
+			reply_error(req, 400, "'%s' is not a cluster name",
+			    cluster);
+			return;
+		}
+		reply_json(req, 200, json_pack("{s:o}", "snapshots",
+		    backup_list(c->d->conf->state_dir, cluster)));
+		evhttp_clear_headers(&q);
+		return;
+	}
+	if (m != EVHTTP_REQ_DELETE) {
+		reply_error(req, 405, "use DELETE");
+		return;
+	}
+	if (!peer_may_mutate(req, who, sizeof who)) {
+		log_warnx("control: deletion of snapshot %s refused to %s",
+		    snap, who);
+		reply_error(req, 403, "only root, the daemon's user or its "
+		    "group may delete snapshots (you are %s)", who);
+		return;
+	}
+	if ((e = backup_delete(c->d->conf->state_dir, snap, &cause)) != 0) {
+		reply_error(req, errno_status(e), "%s", cause);
+		free(cause);
+		return;
+	}
+	log_info("control: snapshot %s deleted (%s)", snap, who);
+	reply_json(req, 200, json_pack("{s:s, s:s}", "name", snap, "result",
+	    "deleted"));
+}
+
 static void
 handle(struct evhttp_request *req, void *arg)
 {
@@ -440,7 +503,8 @@ handle(struct evhttp_request *req, void *arg)
 		goto out;
 	}
 	log_debug("control: %s %s", m == EVHTTP_REQ_GET ? "GET" :
-	    m == EVHTTP_REQ_POST ? "POST" : "other", path);
+	    m == EVHTTP_REQ_POST ? "POST" : m == EVHTTP_REQ_DELETE ?
+	    "DELETE" : "other", path);
 	if (strcmp(path, "/v1/health") == 0)
 		handle_health(c, req);
 	else if (strcmp(path, "/v1/metrics") == 0 || strcmp(path,
@@ -458,7 +522,11 @@ handle(struct evhttp_request *req, void *arg)
 			reply_error(req, 405, "use POST");
 		else
 			handle_confirm(c, req);
-	} else if (strcmp(path, "/v1/plan") == 0) {
+	} else if (strcmp(path, "/v1/snapshots") == 0)
+		handle_snapshots(c, req, u, NULL, m);
+	else if (strncmp(path, "/v1/snapshots/", 14) == 0 && path[14])
+		handle_snapshots(c, req, u, path + 14, m);
+	else if (strcmp(path, "/v1/plan") == 0) {
 		if (m != EVHTTP_REQ_POST)
 			reply_error(req, 405, "use POST");
 		else
@@ -519,7 +587,7 @@ control_start(struct daemon *d)
 	evhttp_set_max_headers_size(c->http, CONTROL_MAX_HEADERS);
 	evhttp_set_timeout(c->http, CONTROL_TIMEOUT_S);
 	evhttp_set_allowed_methods(c->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
-	    EVHTTP_REQ_HEAD);
+	    EVHTTP_REQ_HEAD | EVHTTP_REQ_DELETE);
 	evhttp_set_gencb(c->http, handle, c);
 	if (evhttp_accept_socket(c->http, fd) != 0) {
 		log_warnx("control socket %s: evhttp cannot accept", path);

@@ -20,6 +20,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "backup.h"
 #include "local.h"
 #include "log.h"
 #include "node.h"
@@ -27,8 +28,6 @@
 #include "proxy.h"
 #include "rconn.h"
 #include "util.h"
-
-#define SAVE_TIMEOUT_MS		120000
 
 static struct local_ctx	*shared;	/* one per daemon, see local.h */
 
@@ -109,6 +108,7 @@ local_attach(const struct backend_env *env, const char *name)
 	lc->done_ev = evtimer_new(env->base, finish_fire, lc);
 	lc->obs_ev = evtimer_new(env->base, observe_fire, lc);
 	lc->param_ev = evtimer_new(env->base, param_deadline, lc);
+	lbk_init(lc);
 	if (lstate_load(lc, &cause) != 0) {
 		log_cluster(LOG_LEVEL_WARNING, name, "%s", cause);
 		free(cause);
@@ -153,8 +153,8 @@ local_detach(void *arg)
 	lmon_stop(lc);
 	lmon_endpoints_stop(lc);
 	lcl_remove_all(lc);
-	if (lc->copy_ev != NULL)
-		event_free(lc->copy_ev);
+	lbk_free(lc);
+	lrs_free(lc);
 	event_free(lc->done_ev);
 	event_free(lc->obs_ev);
 	event_free(lc->param_ev);
@@ -174,8 +174,6 @@ local_detach(void *arg)
 	free(lc->token_file);
 	free(lc->message);
 	free(lc->done_msg);
-	free(lc->copy_dest);
-	free(lc->save_error);
 	free(lc->dir);
 	free(lc->name);
 	ctx_put(lc->ctx);
@@ -293,8 +291,9 @@ observe_fire(evutil_socket_t fd, short ev, void *arg)
 	o->engine_version = xstrdup(lc->ctx->version ? lc->ctx->version : "");
 	o->instance_type = xstrdup(s->instance_type);
 	o->automatic_failover = lc->failover;
-	/* Settings this backend keeps but does not act on yet (backups
-	 * come with their own issue): what the spec says is what it has. */
+	/* Settings this backend keeps as the spec says (snapshots follow
+	 * them in local_backup.c). */
+	lbk_spec(lc, s);
 	o->multi_az = s->multi_az;
 	o->at_rest_encryption = s->at_rest_encryption;
 	o->snapshot_window = s->snapshot_window;
@@ -304,6 +303,24 @@ observe_fire(evutil_socket_t fd, short ev, void *arg)
 		kvlist_add(&o->parameters, lc->parameters.keys[i],
 		    lc->parameters.values[i]);
 	o->endpoints = lmon_endpoints(lc);
+	if (json_is_object(o->endpoints))
+		json_object_set_new(o->endpoints, "backups", lbk_status(lc));
+	/* A restore is part of the creation; a failed one fails it. */
+	if (lc->restore_error != NULL) {
+		o->state = OBS_FAILED;
+		o->message = xstrdup(lc->restore_error);
+		json_object_set_new(json_object_get(o->endpoints, "backups"),
+		    "last_error", json_string(lc->restore_error));
+		cb(lc->cbarg, 0, NULL, o);
+		return;
+	}
+	if (lc->restore_from != NULL && o->state == OBS_AVAILABLE) {
+		o->state = OBS_CREATING;
+		xasprintf(&o->message, "restoring from snapshot %s",
+		    lc->restore_from);
+		cb(lc->cbarg, 0, NULL, o);
+		return;
+	}
 	if (lc->cluster_mode)
 		o->message = lcl_message(lc);
 	else if (o->state == OBS_DEGRADED)
@@ -405,6 +422,20 @@ step_create(struct lcluster *lc, const struct cluster_spec *s, char **cause)
 	lc->token_file = s->auth_token_file ? xstrdup(s->auth_token_file) :
 	    NULL;
 	lc->cluster_mode = s->cluster_mode;
+	free(lc->restore_from);
+	lc->restore_from = NULL;
+	if (s->restore_from != NULL) {
+		char *dir = backup_find(lc->ctx->conf->state_dir,
+		    s->restore_from);
+
+		if (dir == NULL && lc->ctx->conf->s3.bucket == NULL) {
+			xasprintf(cause, "spec.restore_from: no snapshot named "
+			    "%s (see cachekeeper snapshots)", s->restore_from);
+			return -ENOENT;
+		}
+		free(dir);
+		lc->restore_from = xstrdup(s->restore_from);
+	}
 	/* Endpoints first: a port in use must fail before any node runs. */
 	lmon_endpoints_start(lc, cause);
 	if (*cause != NULL)
@@ -717,219 +748,45 @@ remove_cluster(struct lcluster *lc)
 	    "removed (deletion_policy delete)");
 }
 
+/* The final snapshot is complete (or failed): delete, or keep it all. */
 static void
-copy_check(evutil_socket_t fd, short ev, void *arg)
+final_done(void *arg, int error, const char *message)
 {
 	struct lcluster	*lc = arg;
-	struct timeval	 tv = { 0, 50000 };
-	int		 status;
-	pid_t		 r;
+	char		*m;
 
-	r = waitpid(lc->copy_pid, &status, WNOHANG);
-	if (r == 0) {
-		evtimer_add(lc->copy_ev, &tv);
+	if (error != 0) {
+		xasprintf(&m, "final snapshot failed (%s); nothing was deleted",
+		    message ? message : strerror(-error));
+		finish(lc, error, m);
 		return;
 	}
-	lc->copy_pid = 0;
-	if (r < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-		char *m;
-		xasprintf(&m, "final snapshot copy to %s failed; nothing was "
-		    "deleted", lc->copy_dest);
-		finish(lc, -EIO, m);
-		return;
-	}
-	log_cluster(LOG_LEVEL_NOTICE, lc->name, "final snapshot saved in %s",
-	    lc->copy_dest);
+	log_cluster(LOG_LEVEL_NOTICE, lc->name, "%s", message);
 	remove_cluster(lc);
 	finish(lc, 0, NULL);
 }
 
-/* Copy the primary's RDB in a child so the loop never waits on disk. */
-static void
-final_saved(struct rconn *rc, struct redisReply *reply, const char *err,
-    void *arg)
-{
-	struct lcluster	*lc = arg;
-	struct lnode	*p = lcluster_primary(lc);
-	struct timeval	 tv = { 0, 50000 };
-	char		 stamp[32], *src, *tmp;
-	time_t		 now = time(NULL);
-	struct tm	 tm;
-	int		 r;
-
-	if (reply == NULL || reply->type == REDIS_REPLY_ERROR || p == NULL) {
-		char *m;
-		xasprintf(&m, "final snapshot failed (%s); nothing was deleted",
-		    reply ? reply->str : err ? err : "no primary");
-		finish(lc, -EIO, m);
-		return;
-	}
-	gmtime_r(&now, &tm);
-	strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
-	free(lc->copy_dest);
-	xasprintf(&lc->copy_dest, "%s/backups/%s/final-%s",
-	    lc->ctx->conf->state_dir, lc->name, stamp);
-	if ((r = mkdir_p(lc->copy_dest, 0700)) != 0) {
-		char *m;
-		xasprintf(&m, "cannot create %s: %s", lc->copy_dest,
-		    strerror(-r));
-		finish(lc, r, m);
-		return;
-	}
-	src = node_path(p->dir, "dump.rdb");
-	tmp = node_path(lc->copy_dest, "dump.rdb");
-	lc->copy_pid = fork();
-	if (lc->copy_pid == 0) {
-		execl("/bin/cp", "cp", src, tmp, (char *)NULL);
-		_exit(127);
-	}
-	free(src);
-	free(tmp);
-	if (lc->copy_ev == NULL)
-		lc->copy_ev = evtimer_new(lc->ctx->base, copy_check, lc);
-	evtimer_add(lc->copy_ev, &tv);
-}
-
-/* Copy the saved dump of every shard primary, in a child. */
-static void
-cluster_copy(struct lcluster *lc)
-{
-	struct timeval	 tv = { 0, 50000 };
-	char		 stamp[32], **src, **dst;
-	time_t		 now = time(NULL);
-	struct tm	 tm;
-	size_t		 i, n = 0;
-	int		 r;
-
-	gmtime_r(&now, &tm);
-	strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
-	free(lc->copy_dest);
-	xasprintf(&lc->copy_dest, "%s/backups/%s/final-%s",
-	    lc->ctx->conf->state_dir, lc->name, stamp);
-	if ((r = mkdir_p(lc->copy_dest, 0700)) != 0) {
-		char *m;
-		xasprintf(&m, "cannot create %s: %s", lc->copy_dest,
-		    strerror(-r));
-		finish(lc, r, m);
-		return;
-	}
-	src = xcalloc(lc->nshards + 1, sizeof *src);
-	dst = xcalloc(lc->nshards + 1, sizeof *dst);
-	for (i = 0; i < lc->nshards; i++) {
-		struct lnode *p = lcluster_node(lc, lc->shards[i]->primary);
-		if (p == NULL)
-			continue;
-		src[n] = node_path(p->dir, "dump.rdb");
-		xasprintf(&dst[n], "%s/%s-dump.rdb", lc->copy_dest,
-		    lc->shards[i]->id);
-		n++;
-	}
-	lc->copy_pid = fork();
-	if (lc->copy_pid == 0) {
-		for (i = 0; i < n; i++) {
-			pid_t c = fork();
-			int status;
-
-			if (c == 0) {
-				execl("/bin/cp", "cp", src[i], dst[i],
-				    (char *)NULL);
-				_exit(127);
-			}
-			if (c < 0 || waitpid(c, &status, 0) != c ||
-			    !WIFEXITED(status) || WEXITSTATUS(status) != 0)
-				_exit(1);
-		}
-		_exit(0);
-	}
-	for (i = 0; i < n; i++) {
-		free(src[i]);
-		free(dst[i]);
-	}
-	free(src);
-	free(dst);
-	if (lc->copy_ev == NULL)
-		lc->copy_ev = evtimer_new(lc->ctx->base, copy_check, lc);
-	evtimer_add(lc->copy_ev, &tv);
-}
-
-static void
-cluster_saved(struct rconn *rc, struct redisReply *reply, const char *err,
-    void *arg)
-{
-	struct lcluster	*lc = arg;
-
-	if ((reply == NULL || reply->type == REDIS_REPLY_ERROR) &&
-	    lc->save_error == NULL)
-		lc->save_error = xstrdup(reply ? reply->str : err);
-	if (--lc->save_pending > 0)
-		return;
-	if (lc->save_error != NULL) {
-		char *m;
-		xasprintf(&m, "final snapshot failed (%s); nothing was deleted",
-		    lc->save_error);
-		free(lc->save_error);
-		lc->save_error = NULL;
-		finish(lc, -EIO, m);
-		return;
-	}
-	cluster_copy(lc);
-}
-
 /*
- * Cluster mode: SAVE on every shard's primary over the cluster
- * connections (the monitor's PINGs share the other one and would time
- * out behind a long SAVE), then copy each dump as SHARD-dump.rdb.
+ * Deletion. With final_snapshot, a snapshot of type final first (the
+ * same as any: a replica in sync per shard, manifest and checksums, see
+ * local_backup.c); the nodes go only once it is complete.
  */
-static int
-cluster_final_snapshot(struct lcluster *lc, char **cause)
-{
-	size_t	 i;
-
-	lc->save_pending = 1;
-	for (i = 0; i < lc->nshards; i++) {
-		struct lnode *p = lcluster_node(lc, lc->shards[i]->primary);
-
-		if (p == NULL || !lnode_up(p) || lcl_conn(lc, p) == NULL) {
-			xasprintf(cause, "final snapshot needs every shard's "
-			    "primary up (shard %s); nothing was deleted",
-			    lc->shards[i]->id);
-			lc->save_pending = 0;
-			return -EAGAIN;
-		}
-	}
-	for (i = 0; i < lc->nshards; i++) {
-		struct lnode *p = lcluster_node(lc, lc->shards[i]->primary);
-
-		if (lcl_command(lc, p, cluster_saved, lc, "SAVE") == 0)
-			lc->save_pending++;
-	}
-	cluster_saved(NULL, &(struct redisReply){ .type = REDIS_REPLY_STATUS },
-	    NULL, lc);
-	return 1;
-}
-
 static int
 step_delete(struct lcluster *lc, const struct plan_step *st, char **cause)
 {
-	struct lnode	*p = lcluster_primary(lc);
+	char	*why = NULL;
+	int	 r;
 
-	if (st->final_snapshot && lc->cluster_mode)
-		return cluster_final_snapshot(lc, cause);
 	if (!st->final_snapshot) {
 		remove_cluster(lc);
 		return 0;
 	}
-	if (p == NULL || !lnode_up(p)) {
-		xasprintf(cause, "final snapshot needs the primary up; nothing "
-		    "was deleted");
-		return -EAGAIN;
+	if ((r = lbk_final(lc, final_done, lc, &why)) != 0) {
+		xasprintf(cause, "final snapshot: %s; nothing was deleted", why);
+		free(why);
+		return r == -EBUSY ? -EAGAIN : r;
 	}
-	if (rconn_command(p->conn, SAVE_TIMEOUT_MS, final_saved, lc,
-	    "SAVE") != 0) {
-		xasprintf(cause, "final snapshot: primary connection lost");
-		return -EAGAIN;
-	}
-	return 1;	/* completes in final_saved */
+	return 1;	/* completes in final_done */
 }
 
 static void
@@ -981,6 +838,49 @@ local_apply(void *arg, const struct cluster_spec *spec,
 	finish(lc, r, cause);
 }
 
+/* An operator's snapshot or failover (backend.h). */
+static void
+local_operate(void *arg, const struct cluster_spec *spec,
+    const struct backend_op *op, backend_op_cb cb, void *cbarg)
+{
+	struct lcluster	*lc = arg;
+	char		*cause = NULL, *msg = NULL;
+	int		 r;
+
+	if (!lc->exists) {
+		xasprintf(&cause, "cluster %s does not exist yet", lc->name);
+		lbk_answer(lc, cb, cbarg, -ENOENT, cause);
+		return;
+	}
+	lbk_spec(lc, spec);
+	if (op->kind == BACKEND_OP_SNAPSHOT) {
+		lbk_manual(lc, op->name, cb, cbarg);
+		return;
+	}
+	if (lc->cluster_mode) {
+		const char *sh = op->shard;
+
+		if (sh == NULL && lc->nshards > 0)
+			sh = lc->shards[0]->id;
+		r = local_cluster_failover(lc, sh ? sh : "s1", &cause);
+		if (r == 0)
+			xasprintf(&msg, "controlled failover of shard %s "
+			    "started", sh);
+	} else {
+		if (op->shard != NULL && strcmp(op->shard, "s1") != 0 &&
+		    strcmp(op->shard, "0001") != 0) {
+			xasprintf(&cause, "%s has one node group (s1), not %s",
+			    lc->name, op->shard);
+			r = -ENOENT;
+		} else
+			r = lmon_switchover(lc, &cause);
+		if (r == 0)
+			xasprintf(&msg, "controlled failover to %s started",
+			    lc->switch_to ? lc->switch_to : "a replica");
+	}
+	lbk_answer(lc, cb, cbarg, r, r == 0 ? msg : cause);
+}
+
 const struct backend backend_local = {
 	.name = "local",
 	.available = true,
@@ -989,4 +889,5 @@ const struct backend backend_local = {
 	.detach = local_detach,
 	.observe = local_observe,
 	.apply = local_apply,
+	.operate = local_operate,
 };

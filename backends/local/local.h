@@ -10,6 +10,7 @@
  *   local_cluster_reshard.c cluster mode: which slots move where, the
  *                    plan and its progress in reshard.json
  *   local_cluster_migrate.c cluster mode: moving one slot between shards
+ *   local_backup.c   snapshots: automatic, manual, retention
  * One struct lcluster per cluster, alive while its reconciler is.
  */
 #ifndef CK_LOCAL_H
@@ -32,6 +33,7 @@ struct proxy;
 struct redisReply;
 struct lcl;
 struct lcl_round;
+struct lbk;
 
 #define LOCAL_CONNECT_TIMEOUT_MS	500
 #define LOCAL_PING_TIMEOUT_MS		500
@@ -177,11 +179,15 @@ struct lcluster {
 	void			*cbarg;
 	int			 done_error;
 	char			*done_msg;
-	pid_t			 copy_pid;	/* final snapshot copy */
-	int			 save_pending;	/* cluster mode: SAVEs out */
-	char			*save_error;
-	struct event		*copy_ev;
-	char			*copy_dest;
+	struct lbk		*bk;		/* local_backup.c */
+	/* local_restore.c: spec.restore_from, until its keys are in. */
+	char			*restore_from;	/* in cluster.json */
+	char			*restore_error;	/* it failed: why */
+	pid_t			 restore_pid;
+	bool			 restore_fetching; /* from S3 */
+	bool			 restore_fetched;
+	int			 restore_fd;
+	struct event		*restore_ev;
 };
 
 /* local_state.c */
@@ -208,6 +214,39 @@ json_t		*lmon_endpoints(struct lcluster *);
 void		 lmon_endpoints_start(struct lcluster *, char **cause);
 void		 lmon_endpoints_stop(struct lcluster *);
 void		 lmon_rolling_restart(struct lcluster *);
+/*
+ * A controlled failover of a replication group (cluster mode disabled):
+ * FAILOVER TO its most up-to-date replica in sync. 0 once started (the
+ * monitor sees the new primary), or -EAGAIN with *cause.
+ */
+int		 lmon_switchover(struct lcluster *, char **cause);
+
+/* local_backup.c: snapshots of the cluster. */
+void		 lbk_init(struct lcluster *);
+void		 lbk_free(struct lcluster *);
+/* What the spec says of snapshots now (each observation). */
+void		 lbk_spec(struct lcluster *, const struct cluster_spec *);
+/* From the monitor's tick: take an automatic snapshot when due. */
+void		 lbk_tick(struct lcluster *);
+/* {last_success, next_due, last_error, snapshots} for the status. */
+json_t		*lbk_status(struct lcluster *);
+/* A manual snapshot (name NULL: NAME-manual-YYYYMMDDHHMMSS); cb is
+ * called from the loop once it is complete or has failed. */
+void		 lbk_manual(struct lcluster *, const char *name,
+		    backend_op_cb cb, void *arg);
+/*
+ * The final snapshot before a deletion (NAME-final-YYYYMMDDHHMMSS, type
+ * final): 0 once started (cb follows from the loop), or -errno with
+ * *cause.
+ */
+int		 lbk_final(struct lcluster *, backend_op_cb cb, void *arg,
+		    char **cause);
+/* local_restore.c: load spec.restore_from once the cluster is created. */
+void		 lrs_tick(struct lcluster *);
+void		 lrs_free(struct lcluster *);
+/* Call an operation's cb from the loop; msg is taken over. */
+void		 lbk_answer(struct lcluster *, backend_op_cb cb, void *arg,
+		    int error, char *msg);
 
 /*
  * Cluster mode (local_cluster*.c). The monitor above still checks

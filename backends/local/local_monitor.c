@@ -615,6 +615,7 @@ lmon_tick(evutil_socket_t fd, short ev, void *arg)
 	info = lc->ticks++ % LOCAL_INFO_EVERY == 0;
 	for (i = 0; i < lc->nnodes; i++)
 		node_check(lc, lc->nodes[i], info);
+	lbk_tick(lc);
 	if (lc->cluster_mode) {
 		lcl_tick(lc);
 		return;
@@ -835,15 +836,15 @@ switchover_started(struct rconn *rc, struct redisReply *reply,
  * and drops old ones meanwhile, so nothing can write to two primaries.
  */
 static void
-switchover(struct lcluster *lc, struct lnode *p)
+switchover(struct lcluster *lc, struct lnode *p, const char *why)
 {
 	struct lnode	*best = best_replica(lc, p, true);
 	char		 port[16];
 
 	if (best == NULL)
 		return;
-	log_cluster(LOG_LEVEL_NOTICE, lc->name, "rolling restart: moving the "
-	    "primary role from %s to %s", p->id, best->id);
+	log_cluster(LOG_LEVEL_NOTICE, lc->name, "%s: moving the "
+	    "primary role from %s to %s", why, p->id, best->id);
 	lc->promoting = true;
 	lc->failover_started_ms = clock_mono_ms();
 	free(lc->switch_to);
@@ -916,7 +917,7 @@ lmon_rolling_restart(struct lcluster *lc)
 	if (next == NULL) {
 		/* Only the primary is left. */
 		if (lc->nnodes > 1) {
-			switchover(lc, p);
+			switchover(lc, p, "rolling restart");
 			return;
 		}
 		next = p;
@@ -929,4 +930,24 @@ lmon_rolling_restart(struct lcluster *lc)
 	xasprintf(&lc->message, "rolling restart: restarting %s", next->id);
 	kill(next->pid, SIGTERM);
 	lcluster_changed(lc);
+}
+
+int
+lmon_switchover(struct lcluster *lc, char **cause)
+{
+	struct lnode	*p = lcluster_primary(lc), *best;
+
+	if (!lc->created || lc->promoting || p == NULL || !lnode_up(p)) {
+		xasprintf(cause, "%s: %s; try again later", lc->name,
+		    !lc->created ? "being created" : lc->promoting ?
+		    "a failover is in progress" : "the primary is down");
+		return -EAGAIN;
+	}
+	if ((best = best_replica(lc, p, true)) == NULL) {
+		xasprintf(cause, "%s has no replica in sync to take over",
+		    lc->name);
+		return -EAGAIN;
+	}
+	switchover(lc, p, "controlled failover");
+	return 0;
 }

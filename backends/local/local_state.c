@@ -102,6 +102,9 @@ lstate_save(struct lcluster *lc, char **cause)
 	    "created", lc->created);
 	json_object_set_new(j, "restart_pending",
 	    json_boolean(lc->restart_pending));
+	if (lc->restore_from != NULL)
+		json_object_set_new(j, "restore_from",
+		    json_string(lc->restore_from));
 	json_object_set_new(j, "apply_immediately",
 	    json_boolean(lc->apply_immediately));
 	json_object_set_new(j, "maintenance_window", json_pack("{s:i, s:i}",
@@ -199,6 +202,10 @@ lstate_load(struct lcluster *lc, char **cause)
 	lc->created = json_is_true(json_object_get(j, "created"));
 	lc->restart_pending = json_is_true(json_object_get(j,
 	    "restart_pending"));
+	free(lc->restore_from);
+	lc->restore_from = NULL;
+	if ((s = json_string_value(json_object_get(j, "restore_from"))))
+		lc->restore_from = xstrdup(s);
 	lc->apply_immediately = json_is_true(json_object_get(j,
 	    "apply_immediately"));
 	v = json_object_get(j, "maintenance_window");

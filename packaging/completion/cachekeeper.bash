@@ -8,9 +8,20 @@
 # the bash-completion package. Installed as
 # $(datadir)/bash-completion/completions/cachekeeper.
 
-_cachekeeper_commands="status plan validate reconcile snapshot failover
-confirm-deletions"
+_cachekeeper_commands="status plan validate reconcile snapshot snapshots
+snapshot-delete failover confirm-deletions"
 _cachekeeper_global_opts="--socket --help --version"
+
+# Print the snapshot names the daemon lists, one a line; nothing on error.
+_cachekeeper_snapshots()
+{
+	local bin=$1 json
+	shift
+	command -v "$bin" >/dev/null 2>&1 || return 0
+	json=$(timeout 2 "$bin" "$@" snapshots -o json 2>/dev/null) ||
+	    return 0
+	printf '%s\n' "$json" | sed -n 's/^ *"name": "\([a-z0-9-]*\)".*/\1/p'
+}
 
 # Print the cluster names the daemon knows, one a line; nothing on error.
 # $1 is the cachekeeper binary, the rest are global options to pass on.
@@ -111,6 +122,8 @@ _cachekeeper()
 	-o|--output)
 		if [[ $cmd == plan ]]; then
 			COMPREPLY=($(compgen -W "text json" -- "$cur"))
+		elif [[ $cmd == snapshots ]]; then
+			COMPREPLY=($(compgen -W "table json" -- "$cur"))
 		else
 			COMPREPLY=($(compgen -W "table json yaml" -- "$cur"))
 		fi
@@ -161,6 +174,10 @@ _cachekeeper()
 			COMPREPLY=($(compgen -W "--shard --socket --config --help" \
 			    -- "$cur"))
 			;;
+		snapshots)
+			COMPREPLY=($(compgen -W "--output -o --socket --config \
+			    --help" -- "$cur"))
+			;;
 		*)
 			COMPREPLY=($(compgen -W "--socket --config --help" \
 			    -- "$cur"))
@@ -183,7 +200,13 @@ _cachekeeper()
 		COMPREPLY=($(compgen -W "$(_cachekeeper_clusters "$bin" \
 		    "${gopts[@]}")" -- "$cur"))
 		;;
-	status|reconcile|snapshot|failover)
+	snapshot-delete)
+		if ((nargs == 0)); then
+			COMPREPLY=($(compgen -W "$(_cachekeeper_snapshots \
+			    "$bin" "${gopts[@]}")" -- "$cur"))
+		fi
+		;;
+	status|reconcile|snapshot|snapshots|failover)
 		if ((nargs == 0)); then
 			COMPREPLY=($(compgen -W "$(_cachekeeper_clusters "$bin" \
 			    "${gopts[@]}")" -- "$cur"))

@@ -4,6 +4,7 @@ real daemon, a primary endpoint that follows failovers, scaling, restarts,
 deletion and auth. Every node a test's daemon started is stopped by its pid
 when the test ends (cklib.kill_nodes)."""
 
+import json
 import os
 import signal
 import shutil
@@ -270,8 +271,11 @@ class LocalTest(DaemonTest):
                      what="node %s stopped" % n["id"])
         finals = os.listdir(os.path.join(d.state, "backups", "web"))
         self.assertEqual(len(finals), 1)
-        self.assertTrue(finals[0].startswith("final-"))
-        rdb = os.path.join(d.state, "backups", "web", finals[0], "dump.rdb")
+        self.assertTrue(finals[0].startswith("web-final-"))
+        with open(os.path.join(d.state, "backups", "web", finals[0],
+                               "manifest.json")) as f:
+            self.assertEqual(json.load(f)["type"], "final")
+        rdb = os.path.join(d.state, "backups", "web", finals[0], "s1.rdb")
         with open(rdb, "rb") as f:
             data = f.read()
         self.assertTrue(data.startswith(b"REDIS"))

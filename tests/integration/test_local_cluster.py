@@ -381,9 +381,10 @@ class ClusterTest(DaemonTest):
                      what="node %s stopped" % n["id"])
         finals = os.listdir(os.path.join(d.state, "backups", "cat"))
         self.assertEqual(len(finals), 1)
+        self.assertTrue(finals[0].startswith("cat-final-"))
         dumps = sorted(os.listdir(os.path.join(d.state, "backups", "cat",
                                                finals[0])))
-        self.assertEqual(dumps, ["s1-dump.rdb", "s2-dump.rdb"])
+        self.assertEqual(dumps, ["manifest.json", "s1.rdb", "s2.rdb"])
         self.assertFalse(os.path.exists(os.path.join(d.state, "local",
                                                      "cat")))
 

@@ -32,7 +32,7 @@ COMPLETION = os.path.join(PKG, "completion", "cachekeeper.bash")
 DASHBOARD = os.path.join(PKG, "grafana", "cachekeeper-dashboard.json")
 EXAMPLE = os.path.join(PKG, "cachekeeperd.yaml.example")
 COMMANDS = ("validate", "plan", "status", "reconcile", "snapshot",
-            "failover", "confirm-deletions")
+            "snapshots", "snapshot-delete", "failover", "confirm-deletions")
 METRICS = {
     "cachekeeper_clusters", "cachekeeper_cluster_phase",
     "cachekeeper_cluster_generation_lag",

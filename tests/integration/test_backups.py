@@ -1,0 +1,655 @@
+#!/usr/bin/python3
+"""Backups on the local backend end to end: automatic snapshots inside the
+snapshot window (the daemon's wall clock moved by its test hook
+CK_TEST_CLOCK_OFFSET_S, never by sleeping), their manifests and checksums,
+which node's BGSAVE ran, retention, a missed window caught up, manual
+snapshots, listing, deletion and controlled failover through the CLI.
+Every node a test's daemon started is stopped by its pid (cklib)."""
+
+import datetime
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+
+import cklib
+from cklib import DaemonTest, spec, wait_for, CLI, DAEMON
+from resp import Client
+from rcluster import ClusterClient
+
+REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
+DAY = 86400
+
+
+def windows(now=None):
+    """A daily snapshot window holding now, and a maintenance window (weekly,
+    six hours later) that cannot overlap it."""
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    s = now - datetime.timedelta(minutes=10)
+    e = s + datetime.timedelta(minutes=90)
+    m = now + datetime.timedelta(hours=6)
+    m2 = m + datetime.timedelta(hours=1)
+    days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+    return ("%02d:%02d-%02d:%02d" % (s.hour, s.minute, e.hour, e.minute),
+            "%s:%02d:%02d-%s:%02d:%02d" % (days[m.weekday()], m.hour,
+                                            m.minute, days[m2.weekday()],
+                                            m2.hour, m2.minute))
+
+
+class BackupTest(DaemonTest):
+
+    def setUp(self):
+        super().setUp()
+        if not os.access(REDIS, os.X_OK):
+            self.skipTest("redis-server is not installed "
+                          "(scripts/install-deps installs it)")
+        self.base = cklib.free_port_block()
+        self.port = self.base + 100
+
+    def start(self, offset=0, d=None, extra_conf=""):
+        if d is None:
+            d = self.daemon(binary=DAEMON)
+            with open(d.conf, "w") as f:
+                f.write("clusters_dir: %s\nstate_dir: %s\n"
+                        "resync_interval: 5s\nlocal:\n  port_range: %d-%d\n"
+                        "  failover_after: 1500ms\n  cluster_node_timeout: "
+                        "1000ms\n%s" % (d.specs, d.state, self.base,
+                                        self.base + 99, extra_conf))
+        d.env["CK_TEST_CLOCK_OFFSET_S"] = str(offset)
+        d.start()
+        return d
+
+    def group(self, name="web", size=2, retention=2, window=None):
+        sw, mw = windows()
+        return spec(name, backend="local", extra="cluster_size: %d\n"
+                    "port: %d\nsnapshot_window: \"%s\"\n"
+                    "maintenance_window: \"%s\"\n"
+                    "snapshot_retention_limit: %d\n"
+                    % (size, self.port, window or sw, mw, retention))
+
+    def backups(self, d, name="web"):
+        st = d.status(name)
+        return st["endpoints"]["backups"] if st else None
+
+    def wait_available(self, d, name="web", timeout=30):
+        def ok():
+            d.alive()
+            st = d.status(name)
+            if not st or st["phase"] != "available" or \
+                    st["observed_generation"] != st["generation"]:
+                return None
+            return st
+        return wait_for(ok, timeout, interval=0.1, what="%s available" % name)
+
+    def wait_snapshots(self, d, n, name="web", timeout=30):
+        return wait_for(lambda: (self.backups(d, name) or {}).get(
+            "snapshots") == n and not self.backups(d, name).get(
+            "in_progress") and self.backups(d, name), timeout, interval=0.1,
+            what="%d snapshots of %s" % (n, name))
+
+    def snap_dirs(self, d, name="web"):
+        root = os.path.join(d.state, "backups", name)
+        return sorted(x for x in os.listdir(root)) if os.path.isdir(root) \
+            else []
+
+    def manifest(self, d, snap, name="web"):
+        with open(os.path.join(d.state, "backups", name, snap,
+                               "manifest.json")) as f:
+            return json.load(f)
+
+    def check_files(self, d, snap, name="web"):
+        m = self.manifest(d, snap, name)
+        for sh in m["shards"]:
+            path = os.path.join(d.state, "backups", name, snap, sh["file"])
+            with open(path, "rb") as f:
+                data = f.read()
+            self.assertEqual(len(data), sh["size"])
+            self.assertEqual(hashlib.sha256(data).hexdigest(), sh["sha256"])
+            if m["encryption"]["scheme"] == "none":
+                self.assertTrue(data.startswith(b"REDIS"), sh["file"])
+            else:
+                self.assertTrue(data.startswith(b"CKENC1"), sh["file"])
+                self.assertNotIn(b"REDIS", data[:64])
+        return m
+
+    def cli(self, d, *args, ok=True):
+        p = subprocess.run([CLI, "--socket", os.path.join(d.tmp,
+                            "control.sock")] + list(args),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           timeout=120 * cklib.SLOW)
+        if ok:
+            self.assertEqual(p.returncode, 0, p.stderr.decode())
+        return p
+
+    def node_log(self, d, node, name="web"):
+        with open(os.path.join(d.state, "local", name, node,
+                               "redis.log")) as f:
+            return f.read()
+
+    def test_automatic_daily_from_replica_retention_catch_up(self):
+        d = self.start()
+        d.write("web.yaml", self.group())
+        st = self.wait_available(d)
+        with Client(port=self.port) as c:
+            for i in range(200):
+                c.call("SET", "k%d" % i, "v%d" % i)
+        b = self.wait_snapshots(d, 1)
+        self.assertIsNotNone(b["last_success"])
+        self.assertIsNone(b["last_error"])
+        (auto1,) = self.snap_dirs(d)
+        m = self.check_files(d, auto1)
+        self.assertEqual(m["type"], "automatic")
+        self.assertEqual(m["cluster"], "web")
+        self.assertEqual(m["name"], auto1)
+        self.assertEqual(m["generation"], st["generation"])
+        self.assertEqual(m["encryption"]["scheme"], "none")
+        self.assertTrue(m["engine_version"].startswith("7."))
+        # From the replica: its BGSAVE ran, the primary's did not.
+        (sh,) = m["shards"]
+        self.assertEqual(sh["role"], "replica")
+        prim = [n for n in st["endpoints"]["nodes"]
+                if n["role"] == "primary"][0]
+        self.assertNotEqual(sh["node"], prim["id"])
+        self.assertIn("Background saving started", self.node_log(d,
+                      sh["node"]))
+        self.assertNotIn("Background saving started", self.node_log(d,
+                         prim["id"]))
+        # next_due is the window's next start, tomorrow.
+        due = datetime.datetime.fromisoformat(
+            b["next_due"].replace("Z", "+00:00"))
+        self.assertGreater(due, datetime.datetime.now(
+            datetime.timezone.utc) + datetime.timedelta(hours=22))
+        # Once a day: nothing more in the same window.
+        time.sleep(1.5)
+        self.assertEqual(self.snap_dirs(d), [auto1])
+        # A manual one stays whatever the retention.
+        p = self.cli(d, "snapshot", "web", "--name", "keepme")
+        self.assertIn("snapshot keepme complete", p.stdout.decode())
+        self.assertEqual(self.check_files(d, "keepme")["type"], "manual")
+        # The daemon is down a day: the window is caught up at start.
+        d.stop()
+        d = self.start(offset=DAY, d=d)
+        self.wait_snapshots(d, 3)
+        # Three days later: automatic ones older than 2 days go.
+        d.stop()
+        d = self.start(offset=3 * DAY, d=d)
+        self.wait_snapshots(d, 2)
+        names = self.snap_dirs(d)
+        self.assertIn("keepme", names)
+        self.assertNotIn(auto1, names)
+        auto3 = [n for n in names if n != "keepme"][0]
+        m3 = self.check_files(d, auto3)
+        self.assertEqual(m3["type"], "automatic")
+        self.assertGreater(m3["created_at_unix"], time.time() + 2.5 * DAY)
+        self.assertIn("retention: deleted automatic snapshot %s" % auto1,
+                      d.log())
+
+    def test_retention_zero_takes_none(self):
+        d = self.start()
+        d.write("web.yaml", self.group(size=1, retention=0))
+        self.wait_available(d)
+        time.sleep(1.5)
+        b = self.backups(d)
+        self.assertEqual(b["snapshots"], 0)
+        self.assertIsNone(b["next_due"])
+        self.assertEqual(self.snap_dirs(d), [])
+
+    def test_cli_manual_list_delete_failover(self):
+        # A window far from now: only manual snapshots.
+        now = datetime.datetime.now(datetime.timezone.utc)
+        sw, _ = windows(now + datetime.timedelta(hours=12))
+        d = self.start()
+        d.write("web.yaml", self.group(size=3, window=sw))
+        st = self.wait_available(d)
+        with Client(port=self.port) as c:
+            c.call("SET", "a", "1")
+        p = self.cli(d, "snapshot", "web")
+        out = p.stdout.decode()
+        self.assertIn("web-manual-", out)
+        p = self.cli(d, "snapshots", "-o", "json")
+        l = json.loads(p.stdout.decode())
+        self.assertEqual(len(l), 1)
+        self.assertEqual(l[0]["cluster"], "web")
+        self.assertEqual(l[0]["type"], "manual")
+        self.assertFalse(l[0]["encrypted"])
+        self.assertGreater(l[0]["size"], 0)
+        snap = l[0]["name"]
+        p = self.cli(d, "snapshots", "web")
+        self.assertIn(snap, p.stdout.decode())
+        self.assertIn("NAME", p.stdout.decode())
+        p = self.cli(d, "snapshots", "nosuch", "-o", "json")
+        self.assertEqual(json.loads(p.stdout.decode()), [])
+        # The same name twice is refused.
+        p = self.cli(d, "snapshot", "web", "--name", snap, ok=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("already exists", p.stderr.decode())
+        self.cli(d, "snapshot-delete", snap)
+        self.assertEqual(self.snap_dirs(d), [])
+        p = self.cli(d, "snapshot-delete", snap, ok=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("no snapshot named", p.stderr.decode())
+        wait_for(lambda: self.backups(d)["snapshots"] == 0, 10,
+                 what="status counts the deletion")
+        # Controlled failover: another node is primary, nothing lost.
+        old = [n["id"] for n in st["endpoints"]["nodes"]
+               if n["role"] == "primary"][0]
+        p = self.cli(d, "failover", "web")
+        self.assertIn("controlled failover", p.stdout.decode())
+
+        def moved():
+            s = d.status("web")
+            pr = [n["id"] for n in s["endpoints"]["nodes"]
+                  if n["role"] == "primary"]
+            return s["phase"] == "available" and pr and pr[0] != old
+        wait_for(moved, 20, interval=0.1, what="primary moved")
+
+        def read():
+            try:
+                with Client(port=self.port) as c:
+                    return c.call("GET", "a") == "1"
+            except (OSError, ConnectionError):
+                return False
+        wait_for(read, 10, what="the write is still there")
+        p = self.cli(d, "failover", "web", "--shard", "s9", ok=False)
+        self.assertEqual(p.returncode, 1)
+
+    def test_cluster_mode_snapshot_and_failover(self):
+        now = datetime.datetime.now(datetime.timezone.utc)
+        sw, mw = windows(now + datetime.timedelta(hours=12))
+        d = self.start()
+        d.write("cat.yaml", spec("cat", backend="local", extra=(
+            "port: %d\ncluster_mode:\n  enabled: true\n"
+            "  num_node_groups: 2\n  replicas_per_node_group: 1\n"
+            "snapshot_window: \"%s\"\nmaintenance_window: \"%s\"\n"
+            % (self.port, sw, mw))))
+
+        def settled():
+            d.alive()
+            st = d.status("cat")
+            if not st or st["phase"] != "available" or \
+                    st["endpoints"].get("cluster_state") != "ok" or \
+                    len(st["endpoints"]["nodes"]) != 4:
+                return None
+            return st
+        st = wait_for(settled, 40, interval=0.1, what="cluster settled")
+        self.cli(d, "snapshot", "cat", "--name", "cat-one")
+        m = self.check_files(d, "cat-one", "cat")
+        self.assertEqual([s["id"] for s in m["shards"]], ["s1", "s2"])
+        self.assertTrue(m["cluster_mode"])
+        slots = sorted(r for s in m["shards"] for r in s["slots"])
+        self.assertEqual(sum(b - a + 1 for a, b in slots), 16384)
+        for s in m["shards"]:
+            self.assertEqual(s["role"], "replica")
+        old = [s for s in st["endpoints"]["shards"] if s["id"] == "s2"][0]
+        p = self.cli(d, "failover", "cat", "--shard", "s2")
+        self.assertIn("shard s2", p.stdout.decode())
+
+        def moved():
+            s = d.status("cat")
+            sh = [x for x in s["endpoints"]["shards"] if x["id"] == "s2"][0]
+            return sh.get("primary") != old.get("primary") and \
+                s["phase"] == "available"
+        wait_for(moved, 30, interval=0.2, what="shard s2 failed over")
+
+    def test_restore_same_layout_other_layout_and_corrupt(self):
+        now = datetime.datetime.now(datetime.timezone.utc)
+        sw, mw = windows(now + datetime.timedelta(hours=12))
+        d = self.start()
+        d.write("web.yaml", self.group(size=2, window=sw))
+        self.wait_available(d)
+        want = {}
+        with Client(port=self.port) as c:
+            for i in range(300):
+                c.call("SET", "k%d" % i, "v%d" % i)
+                want["k%d" % i] = "v%d" % i
+            for i in range(50):
+                c.call("SET", "t%d" % i, "x", "EX", "5000")
+            c.call("HSET", "h", "f", "1")
+            c.call("SET", "gone", "x", "PX", "1")
+        self.cli(d, "snapshot", "web", "--name", "src1")
+
+        def check(port, cluster=False):
+            c = ClusterClient([("127.0.0.1", port)]) if cluster else \
+                Client(port=port)
+            try:
+                for k, v in want.items():
+                    self.assertEqual(c.call("GET", k, **({"key": k} if
+                                     cluster else {})), v)
+                for i in range(50):
+                    k = "t%d" % i
+                    ttl = int(c.call("TTL", k, **({"key": k} if cluster
+                                                  else {})))
+                    self.assertTrue(4900 < ttl <= 5000, (k, ttl))
+                kw = {"key": "h"} if cluster else {}
+                self.assertEqual(c.call("HGET", "h", "f", **kw), "1")
+                self.assertEqual(int(c.call("TTL", "k1", **({"key": "k1"}
+                                 if cluster else {}))), -1)
+            finally:
+                c.close()
+        # Same layout: another replication group.
+        p2 = self.base + 103
+        d.write("web2.yaml", spec("web2", backend="local", extra=(
+            "cluster_size: 2\nport: %d\nsnapshot_window: \"%s\"\n"
+            "maintenance_window: \"%s\"\nrestore_from: src1\n"
+            % (p2, sw, mw))))
+        wait_for(lambda: d.status("web2") and d.status("web2")["phase"] ==
+                 "available", 40, interval=0.1, what="web2 restored")
+        check(p2)
+        self.assertIn("restored from snapshot src1", d.log())
+        # Another layout: cluster mode with three shards.
+        p3 = self.base + 106
+        d.write("cat.yaml", spec("cat", backend="local", extra=(
+            "port: %d\ncluster_mode:\n  enabled: true\n"
+            "  num_node_groups: 3\n  replicas_per_node_group: 0\n"
+            "snapshot_window: \"%s\"\nmaintenance_window: \"%s\"\n"
+            "restore_from: src1\n" % (p3, sw, mw))))
+        wait_for(lambda: d.status("cat") and d.status("cat")["phase"] ==
+                 "available", 60, interval=0.1, what="cat restored")
+        check(p3, cluster=True)
+        # A flipped byte: refused before any key is written.
+        src = os.path.join(d.state, "backups", "web", "src1")
+        bad = os.path.join(d.state, "backups", "web", "bad1")
+        shutil.copytree(src, bad)
+        with open(os.path.join(bad, "s1.rdb"), "r+b") as f:
+            f.seek(20)
+            b = f.read(1)
+            f.seek(20)
+            f.write(bytes([b[0] ^ 1]))
+        p4 = self.base + 109
+        d.write("web4.yaml", spec("web4", backend="local", extra=(
+            "cluster_size: 1\nport: %d\nsnapshot_window: \"%s\"\n"
+            "maintenance_window: \"%s\"\nrestore_from: bad1\n"
+            % (p4, sw, mw))))
+        st = wait_for(lambda: d.status("web4") and d.status("web4")[
+            "phase"] == "failed" and d.status("web4"), 40, interval=0.1,
+            what="web4 refused")
+        self.assertIn("corrupt", st["message"])
+        self.assertIn("corrupt", st["backups"]["last_error"])
+        with Client(port=p4) as c:
+            self.assertEqual(int(c.call("DBSIZE")), 0)
+        # A name that is not a snapshot name is a spec error.
+        d.write("web5.yaml", spec("web5", backend="local", extra=(
+            "cluster_size: 1\nport: %d\nrestore_from: \"Bad_Name\"\n"
+            % (self.base + 112))))
+        wait_for(lambda: "spec.restore_from must be a snapshot name" in
+                 d.log(), 10, what="restore_from validated")
+
+    def test_encrypted_round_trip_tamper_and_key_hygiene(self):
+        key = os.urandom(32).hex()
+        kf = os.path.join(self.tmp, "backup.key")
+        with open(kf, "w") as f:
+            f.write(key + "\n")
+        os.chmod(kf, 0o644)
+        # Too loose: refused.
+        conf = os.path.join(self.tmp, "loose.yaml")
+        with open(conf, "w") as f:
+            f.write("clusters_dir: %s\nstate_dir: %s\n"
+                    "backup_key_file: %s\n" % (self.tmp, self.tmp, kf))
+        p = subprocess.run([DAEMON, "-n", "-f", conf],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("backup_key_file", p.stdout.decode())
+        self.assertIn("chmod 600", p.stdout.decode())
+        os.chmod(kf, 0o600)
+        now = datetime.datetime.now(datetime.timezone.utc)
+        sw, mw = windows(now + datetime.timedelta(hours=12))
+        d = self.start(extra_conf="backup_key_file: %s\n" % kf)
+        d.write("web.yaml", self.group(size=1, window=sw) +
+                "  enable_at_rest_encryption: true\n")
+        self.wait_available(d)
+        with Client(port=self.port) as c:
+            for i in range(100):
+                c.call("SET", "secret%d" % i, "plaintext-value-%d" % i)
+            c.call("SET", "ttl", "x", "EX", "3000")
+        self.cli(d, "snapshot", "web", "--name", "enc1")
+        m = self.check_files(d, "enc1")
+        self.assertEqual(m["encryption"]["scheme"], "aes-256-gcm-chunked")
+        self.assertEqual(m["encryption"]["key_id"], hashlib.sha256(
+            bytes.fromhex(key)).hexdigest()[:16])
+        with open(os.path.join(d.state, "backups", "web", "enc1",
+                               "s1.rdb"), "rb") as f:
+            self.assertNotIn(b"plaintext-value", f.read())
+        l = json.loads(self.cli(d, "snapshots", "-o", "json").stdout)
+        self.assertTrue(l[0]["encrypted"])
+        # Round trip.
+        p2 = self.base + 103
+        d.write("web2.yaml", spec("web2", backend="local", extra=(
+            "cluster_size: 1\nport: %d\nsnapshot_window: \"%s\"\n"
+            "maintenance_window: \"%s\"\nrestore_from: enc1\n"
+            % (p2, sw, mw))))
+        wait_for(lambda: d.status("web2") and d.status("web2")["phase"] ==
+                 "available", 40, interval=0.1, what="web2 restored")
+        with Client(port=p2) as c:
+            for i in range(100):
+                self.assertEqual(c.call("GET", "secret%d" % i),
+                                 "plaintext-value-%d" % i)
+            self.assertGreater(int(c.call("TTL", "ttl")), 2900)
+        # A flipped ciphertext byte with a matching SHA-256: GCM says no.
+        src = os.path.join(d.state, "backups", "web", "enc1")
+        bad = os.path.join(d.state, "backups", "web", "enc-bad")
+        shutil.copytree(src, bad)
+        path = os.path.join(bad, "s1.rdb")
+        with open(path, "r+b") as f:
+            f.seek(40)
+            b = f.read(1)
+            f.seek(40)
+            f.write(bytes([b[0] ^ 0x80]))
+        with open(path, "rb") as f:
+            data = f.read()
+        with open(os.path.join(bad, "manifest.json")) as f:
+            mb = json.load(f)
+        mb["shards"][0]["sha256"] = hashlib.sha256(data).hexdigest()
+        with open(os.path.join(bad, "manifest.json"), "w") as f:
+            json.dump(mb, f)
+        p3 = self.base + 106
+        d.write("web3.yaml", spec("web3", backend="local", extra=(
+            "cluster_size: 1\nport: %d\nsnapshot_window: \"%s\"\n"
+            "maintenance_window: \"%s\"\nrestore_from: enc-bad\n"
+            % (p3, sw, mw))))
+        st = wait_for(lambda: d.status("web3") and d.status("web3")[
+            "phase"] == "failed" and d.status("web3"), 40, interval=0.1,
+            what="web3 refused")
+        self.assertIn("fails authentication", st["message"])
+        with Client(port=p3) as c:
+            self.assertEqual(int(c.call("DBSIZE")), 0)
+        # The key is nowhere but in its own file.
+        raw = bytes.fromhex(key)
+        for root, _, files in os.walk(self.tmp):
+            for n in files:
+                fp = os.path.join(root, n)
+                if fp == kf or not os.path.isfile(fp):
+                    continue
+                with open(fp, "rb") as f:
+                    blob = f.read()
+                self.assertNotIn(key.encode(), blob, fp)
+                self.assertNotIn(raw, blob, fp)
+
+    # --- S3, against s3rver (npm) on 127.0.0.1 ------------------------
+
+    def s3rver_bin(self):
+        """s3rver, installed with npm into the build tree if missing."""
+        prefix = os.environ.get("CK_S3RVER_DIR") or os.path.join(
+            cklib.BUILDDIR, "tests", "s3rver")
+        binary = os.path.join(prefix, "node_modules", ".bin", "s3rver")
+        if os.access(binary, os.X_OK):
+            return binary
+        npm = shutil.which("npm")
+        if npm is None or shutil.which("node") is None:
+            self.skipTest("npm and node are needed to install s3rver "
+                          "(apt-get install npm)")
+        os.makedirs(prefix, exist_ok=True)
+        p = subprocess.run([npm, "install", "--prefix", prefix, "--no-audit",
+                            "--no-fund", "--loglevel=error", "s3rver@3"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           timeout=300)
+        if p.returncode != 0 or not os.access(binary, os.X_OK):
+            self.skipTest("npm install s3rver failed: %s" %
+                          p.stdout.decode(errors="replace")[-300:])
+        return binary
+
+    def s3rver_start(self, binary, port, data):
+        log = open(os.path.join(self.tmp, "s3rver.log"), "ab")
+        p = subprocess.Popen([binary, "-d", data, "-a", "127.0.0.1", "-p",
+                              str(port), "--configure-bucket", "ckb"],
+                             stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        self.addCleanup(self.s3rver_stop, p)
+
+        def up():
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                return True
+            except OSError:
+                return False
+        wait_for(up, 20, interval=0.1, what="s3rver listening")
+        return p
+
+    def s3rver_stop(self, p):
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+    def s3_objects(self, data):
+        """{key: bytes} of what s3rver keeps in bucket ckb."""
+        out = {}
+        root = os.path.join(data, "ckb")
+        for r, _, files in os.walk(root):
+            for n in files:
+                if n.endswith("._S3rver_object"):
+                    k = os.path.relpath(os.path.join(r, n), root)[
+                        :-len("._S3rver_object")]
+                    with open(os.path.join(r, n), "rb") as f:
+                        out[k] = f.read()
+        return out
+
+    def test_s3_upload_multipart_restore_and_retry(self):
+        binary = self.s3rver_bin()
+        s3port = self.base + 110
+        data = os.path.join(self.tmp, "s3data")
+        os.makedirs(data)
+        srv = self.s3rver_start(binary, s3port, data)
+        now = datetime.datetime.now(datetime.timezone.utc)
+        sw, mw = windows(now + datetime.timedelta(hours=12))
+        d = self.daemon(binary=DAEMON, env={
+            "AWS_ACCESS_KEY_ID": "S3RVER", "AWS_SECRET_ACCESS_KEY": "S3RVER"})
+        with open(d.conf, "w") as f:
+            f.write("clusters_dir: %s\nstate_dir: %s\nresync_interval: 5s\n"
+                    "local:\n  port_range: %d-%d\nbackups:\n  s3:\n"
+                    "    bucket: ckb\n    prefix: snaps\n"
+                    "    region: us-east-1\n"
+                    "    endpoint: http://127.0.0.1:%d\n"
+                    "    part_size: 4kb\n    retries: 1\n"
+                    % (d.specs, d.state, self.base, self.base + 99, s3port))
+        self.start(d=d)
+        d.write("web.yaml", self.group(size=1, window=sw))
+        self.wait_available(d)
+        with Client(port=self.port) as c:
+            for i in range(64):
+                c.call("SET", "blob%d" % i, os.urandom(8192).hex())
+            c.call("SET", "ttl", "x", "EX", "4000")
+            want = {("blob%d" % i): c.call("GET", "blob%d" % i)
+                    for i in range(64)}
+        self.cli(d, "snapshot", "web", "--name", "s3one")
+        wait_for(lambda: self.backups(d)["s3"]["pending"] == 0 and
+                 self.backups(d)["s3"]["last_upload"], 30, interval=0.1,
+                 what="s3one uploaded")
+        objs = self.s3_objects(data)
+        local = os.path.join(d.state, "backups", "web", "s3one")
+        with open(os.path.join(local, "s1.rdb"), "rb") as f:
+            rdb = f.read()
+        self.assertGreater(len(rdb), 100 * 4096)     # many parts
+        self.assertEqual(objs["snaps/s3one/s1.rdb"], rdb)
+        self.assertIn("snaps/s3one/manifest.json", objs)
+        self.assertEqual(json.loads(objs["snaps/s3one/manifest.json"])[
+            "name"], "s3one")
+        with open(os.path.join(self.tmp, "s3rver.log"), errors="replace") \
+                as f:
+            slog = f.read()
+        self.assertIn("partNumber=4", slog)      # multipart, signed
+        self.assertNotIn("SignatureDoesNotMatch", slog)
+        # Gone here, still there: a new cluster restores from S3.
+        self.cli(d, "snapshot-delete", "s3one")
+        p2 = self.base + 103
+        d.write("web2.yaml", spec("web2", backend="local", extra=(
+            "cluster_size: 1\nport: %d\nsnapshot_window: \"%s\"\n"
+            "maintenance_window: \"%s\"\nrestore_from: s3one\n"
+            % (p2, sw, mw))))
+        wait_for(lambda: d.status("web2") and d.status("web2")["phase"] ==
+                 "available", 40, interval=0.1, what="web2 restored from S3")
+        self.assertIn("fetched snapshot s3one from S3", d.log())
+        with Client(port=p2) as c:
+            for k, v in want.items():
+                self.assertEqual(c.call("GET", k), v)
+            self.assertGreater(int(c.call("TTL", "ttl")), 3900)
+        # S3 goes away in the middle of an upload: it fails, is retried,
+        # and until it succeeds no manifest of it is there.
+        logp = os.path.join(self.tmp, "s3rver.log")
+        with open(logp, errors="replace") as f:
+            seen = len(f.read())
+        self.cli(d, "snapshot", "web", "--name", "s3two")
+
+        def parts_going():
+            with open(logp, errors="replace") as f:
+                return "s3two/s1.rdb?partNumber=20" in f.read()[seen:]
+        wait_for(parts_going, 20, interval=0.005, what="s3two half way up")
+        srv.kill()
+        srv.wait()
+        wait_for(lambda: "S3" in (self.backups(d)["last_error"] or ""),
+                 30, interval=0.1, what="the upload failure reported")
+        self.assertEqual(self.backups(d)["s3"]["pending"], 1)
+        self.assertNotIn("snaps/s3two/manifest.json", self.s3_objects(data))
+        self.s3rver_start(binary, s3port, data)
+        wait_for(lambda: self.backups(d)["s3"]["pending"] == 0, 40,
+                 interval=0.2, what="s3two uploaded after a retry")
+        objs = self.s3_objects(data)
+        with open(os.path.join(d.state, "backups", "web", "s3two",
+                               "s1.rdb"), "rb") as f:
+            self.assertEqual(objs["snaps/s3two/s1.rdb"], f.read())
+        self.assertIn("snaps/s3two/manifest.json", objs)
+        self.assertIsNone(self.backups(d)["last_error"])
+
+    def test_s3_retention_deletes_remote_copy(self):
+        binary = self.s3rver_bin()
+        s3port = self.base + 110
+        data = os.path.join(self.tmp, "s3data")
+        os.makedirs(data)
+        self.s3rver_start(binary, s3port, data)
+        d = self.daemon(binary=DAEMON, env={
+            "AWS_ACCESS_KEY_ID": "S3RVER", "AWS_SECRET_ACCESS_KEY": "S3RVER"})
+        with open(d.conf, "w") as f:
+            f.write("clusters_dir: %s\nstate_dir: %s\nresync_interval: 5s\n"
+                    "local:\n  port_range: %d-%d\nbackups:\n  s3:\n"
+                    "    bucket: ckb\n    endpoint: http://127.0.0.1:%d\n"
+                    % (d.specs, d.state, self.base, self.base + 99, s3port))
+        self.start(d=d)
+        d.write("web.yaml", self.group(size=1, retention=1))
+        self.wait_available(d)
+        wait_for(lambda: self.backups(d)["snapshots"] == 1 and
+                 self.backups(d)["s3"]["pending"] == 0 and
+                 self.backups(d)["s3"]["last_upload"], 30, interval=0.1,
+                 what="automatic snapshot uploaded")
+        (old,) = self.snap_dirs(d)
+        self.assertIn("%s/manifest.json" % old, self.s3_objects(data))
+        # Two days later: the old one goes, here and in S3.
+        d.stop()
+        self.start(offset=2 * DAY, d=d)
+
+        def pruned():
+            objs = self.s3_objects(data)
+            names = self.snap_dirs(d)
+            return old not in names and len(names) == 1 and \
+                not any(k.startswith(old + "/") for k in objs) and \
+                "%s/manifest.json" % names[0] in objs
+        wait_for(pruned, 30, interval=0.2, what="old copy deleted in S3")
+
+
+if __name__ == "__main__":
+    cklib.main()
