@@ -162,10 +162,8 @@ local_detach(void *arg)
 	for (i = 0; i < lc->nnodes; i++)
 		lnode_free(lc->nodes[i]);
 	free(lc->nodes);
-	if (lc->password != NULL) {
-		explicit_bzero(lc->password, strlen(lc->password));
-		free(lc->password);
-	}
+	lsecret_free(lc->password);
+	lsecret_free(lc->admin_pass);
 	kvlist_free(&lc->parameters);
 	free(lc->primary);
 	free(lc->switch_to);
@@ -304,6 +302,11 @@ observe_fire(evutil_socket_t fd, short ev, void *arg)
 		kvlist_add(&o->parameters, lc->parameters.keys[i],
 		    lc->parameters.values[i]);
 	o->endpoints = lmon_endpoints(lc);
+	if (lc->tls && json_is_object(o->endpoints)) {
+		char *ca = ltls_path(lc, "ca.crt");
+		json_object_set_new(o->endpoints, "tls_ca", json_string(ca));
+		free(ca);
+	}
 	if (lc->cluster_mode)
 		o->message = lcl_message(lc);
 	else if (o->state == OBS_DEGRADED)
@@ -389,7 +392,13 @@ step_create(struct lcluster *lc, const struct cluster_spec *s, char **cause)
 	if ((r = check_engine(lc, s, cause)) != 0 ||
 	    (r = spec_maxmemory(lc, s, &lc->maxmemory, cause)) != 0)
 		return r;
+	/* New clusters with a token get ACL users (local_tls.c). */
+	lc->acl = s->auth_token_file != NULL;
+	lc->tls = s->transit_encryption;
 	if ((r = lcluster_read_token(lc, s->auth_token_file, cause)) != 0)
+		return r;
+	if (lc->tls && (r = ltls_ensure(lc, lc->ctx->conf->local.bind,
+	    cause)) != 0)
 		return r;
 	lc->port = s->port;
 	lc->reader_port = s->reader_port;

@@ -137,6 +137,8 @@ struct lcluster {
 	enum persistence	 persistence;
 	struct kvlist		 parameters;
 	char			*token_file;
+	bool			 tls;		/* transit encryption */
+	bool			 acl;		/* users, not requirepass */
 	int			 failovers;
 	bool			 created;	/* all nodes synced once */
 	bool			 restart_pending; /* rolling restart to do */
@@ -151,7 +153,8 @@ struct lcluster {
 
 	/* Runtime. */
 	struct lcl		*cl;		/* cluster mode, local_cluster*.c */
-	char			*password;	/* from token_file, wiped on free */
+	char			*password;	/* from token_file, lsecret */
+	char			*admin_pass;	/* acl: the daemon's, lsecret */
 	struct proxy		*ep_primary;
 	struct proxy		*ep_reader;
 	size_t			 reader_next;
@@ -197,6 +200,18 @@ int		 lcluster_read_token(struct lcluster *, const char *file,
 
 /* Have the reconciler look at this cluster again now. */
 void		 lcluster_changed(struct lcluster *);
+
+/* local_tls.c: certificates, the daemon's ACL user, secrets in memory. */
+#define LACL_ADMIN_USER	"ck-admin"
+char		*lsecret_dup(const char *, size_t);	/* not dumped */
+void		 lsecret_free(char *);			/* wipes; NULL ok */
+void		 lsecret_sha256(const char *, char out[66]);
+char		*ltls_path(const struct lcluster *, const char *file);
+int		 ltls_ensure(struct lcluster *, const char *bind, char **);
+int		 lacl_ensure(struct lcluster *, char **cause);
+/* Who the daemon logs in as: user NULL for requirepass (or no auth). */
+#define LC_AUTH_USER(lc)	((lc)->acl ? LACL_ADMIN_USER : NULL)
+#define LC_AUTH_PASS(lc)	((lc)->acl ? (lc)->admin_pass : (lc)->password)
 
 /* local_monitor.c */
 void		 lmon_start(struct lcluster *);

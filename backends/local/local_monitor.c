@@ -71,8 +71,19 @@ lnode_start(struct lcluster *lc, struct lnode *n, char **cause)
 	c.maxmemory = lc->maxmemory;
 	c.persistence = lc->persistence;
 	c.password = lc->password;
+	if (lc->acl) {
+		c.admin_user = LACL_ADMIN_USER;
+		c.admin_pass = lc->admin_pass;
+	}
+	c.tls_ca = lc->tls ? ltls_path(lc, "ca.crt") : NULL;
+	c.tls_cert = lc->tls ? ltls_path(lc, "node.crt") : NULL;
+	c.tls_key = lc->tls ? ltls_path(lc, "node.key") : NULL;
 	c.parameters = &lc->parameters;
-	if ((r = node_conf_write(&c, cause)) != 0)
+	r = node_conf_write(&c, cause);
+	free(c.tls_ca);
+	free(c.tls_cert);
+	free(c.tls_key);
+	if (r != 0)
 		return r;
 	if ((r = node_spawn(l->redis_server, n->dir, &n->pid, cause)) != 0)
 		return r;
@@ -347,7 +358,8 @@ node_check(struct lcluster *lc, struct lnode *n, bool info)
 	if (n->conn == NULL || !rconn_ok(n->conn)) {
 		if (n->conn != NULL)
 			rconn_free(n->conn);
-		n->conn = rconn_new(lc->ctx->base, n->sock, lc->password,
+		n->conn = rconn_new_user(lc->ctx->base, n->sock,
+		    LC_AUTH_USER(lc), LC_AUTH_PASS(lc),
 		    LOCAL_CONNECT_TIMEOUT_MS);
 		n->ping_busy = n->info_busy = n->fixing_role = false;
 	}
@@ -690,8 +702,27 @@ node_addr(struct lcluster *lc, struct lnode *n, struct sockaddr_storage *ss,
     socklen_t *len)
 {
 	struct sockaddr_un	*sun = (struct sockaddr_un *)ss;
+	struct sockaddr_in	*sin = (struct sockaddr_in *)ss;
+	struct sockaddr_in6	*sin6 = (struct sockaddr_in6 *)ss;
+	const char		*bind = lc->ctx->conf->local.bind;
 
 	memset(ss, 0, sizeof *ss);
+	if (lc->tls) {
+		/* TLS end to end: the client's session goes to the node's
+		 * TLS port, the endpoint only relays its bytes. */
+		if (inet_pton(AF_INET6, bind, &sin6->sin6_addr) == 1) {
+			sin6->sin6_family = AF_INET6;
+			sin6->sin6_port = htons((uint16_t)n->port);
+			*len = sizeof *sin6;
+		} else {
+			sin->sin_family = AF_INET;
+			sin->sin_port = htons((uint16_t)n->port);
+			if (inet_pton(AF_INET, bind, &sin->sin_addr) != 1)
+				sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+			*len = sizeof *sin;
+		}
+		return;
+	}
 	sun->sun_family = AF_UNIX;
 	snprintf(sun->sun_path, sizeof sun->sun_path, "%s", n->sock);
 	*len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) +
