@@ -264,6 +264,7 @@ observe_fire(evutil_socket_t fd, short ev, void *arg)
 	backend_observe_cb	 cb = lc->ocb;
 	struct observed		*o = xcalloc(1, sizeof *o);
 	const struct cluster_spec *s = lc->obs_spec;
+	char			*save;
 
 	lc->ocb = NULL;
 	lc->obs_spec = NULL;
@@ -313,6 +314,17 @@ observe_fire(evutil_socket_t fd, short ev, void *arg)
 		o->message = degraded_message(lc);
 	else if (lc->message != NULL)
 		o->message = xstrdup(lc->message);
+	if ((save = lmon_save_message(lc)) != NULL) {
+		if (o->message != NULL) {
+			char *m;
+
+			xasprintf(&m, "%s; %s", o->message, save);
+			free(o->message);
+			free(save);
+			save = m;
+		}
+		o->message = save;
+	}
 	cb(lc->cbarg, 0, NULL, o);
 }
 

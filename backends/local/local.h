@@ -76,6 +76,7 @@ struct lnode {
 	bool		 needs_restart;	/* a parameter it can only take so */
 	bool		 restarting;	/* stopped by us, start it again */
 	bool		 added;		/* new by scaling, not yet synced */
+	bool		 save_failed;	/* rdb_last_bgsave_status:err */
 	/* Cluster mode only. */
 	char		*shard;		/* "s1", ...: its node group */
 	int		 bus_port;	/* cluster bus, from local.port_range */
@@ -223,6 +224,8 @@ json_t		*lmon_endpoints(struct lcluster *);
 void		 lmon_endpoints_start(struct lcluster *, char **cause);
 void		 lmon_endpoints_stop(struct lcluster *);
 void		 lmon_rolling_restart(struct lcluster *);
+/* "node n2: background save failed ...", NULL when none did. */
+char		*lmon_save_message(struct lcluster *);
 
 /*
  * Cluster mode (local_cluster*.c). The monitor above still checks

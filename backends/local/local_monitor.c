@@ -169,9 +169,15 @@ ping_done(struct rconn *rc, struct redisReply *reply, const char *err,
 	if (n == NULL || n->conn != rc)
 		return;
 	n->ping_busy = false;
-	/* A node loading its dataset is alive: never fail over for that. */
+	/*
+	 * A node loading its dataset is alive: never fail over for that.
+	 * Nor for MISCONF (a background save failed and Redis refuses
+	 * writes and PING): the process answers; the status says why writes
+	 * fail (lmon_save_message) until its disk is fixed.
+	 */
 	if (reply == NULL || (reply->type == REDIS_REPLY_ERROR &&
-	    strncmp(reply->str, "LOADING", 7) != 0)) {
+	    strncmp(reply->str, "LOADING", 7) != 0 &&
+	    strncmp(reply->str, "MISCONF", 7) != 0)) {
 		node_down(lc, n);
 		return;
 	}
@@ -296,6 +302,18 @@ info_done(struct rconn *rc, struct redisReply *reply, const char *err,
 		return;
 	s = reply->str;
 	record_run_id(lc, n, s);
+	if (n->save_failed != (strstr(s, "rdb_last_bgsave_status:err") !=
+	    NULL)) {
+		n->save_failed = !n->save_failed;
+		if (n->save_failed)
+			log_cluster(LOG_LEVEL_WARNING, lc->name, "node %s: "
+			    "background save failed; see %s/redis.log", n->id,
+			    n->dir);
+		else
+			log_cluster(LOG_LEVEL_INFO, lc->name, "node %s: "
+			    "background save works again", n->id);
+		lcluster_changed(lc);
+	}
 	n->is_master = strstr(s, "role:master") != NULL;
 	if (lc->switch_to != NULL && strcmp(lc->switch_to, n->id) == 0 &&
 	    n->is_master)
@@ -372,7 +390,7 @@ node_check(struct lcluster *lc, struct lnode *n, bool info)
 	if (info && !n->info_busy && n->conn != NULL) {
 		n->info_busy = true;
 		if (rconn_command(n->conn, LOCAL_PING_TIMEOUT_MS, info_done,
-		    node_cmd(lc, n), "INFO server replication") != 0)
+		    node_cmd(lc, n), "INFO server replication persistence") != 0)
 			n->info_busy = false;
 	}
 }
@@ -809,6 +827,26 @@ lmon_endpoints_stop(struct lcluster *lc)
 	proxy_free(lc->ep_primary);
 	proxy_free(lc->ep_reader);
 	lc->ep_primary = lc->ep_reader = NULL;
+}
+
+char *
+lmon_save_message(struct lcluster *lc)
+{
+	struct strbuf	 sb;
+	size_t		 i;
+
+	strbuf_init(&sb);
+	for (i = 0; i < lc->nnodes; i++)
+		if (lc->nodes[i]->save_failed)
+			strbuf_printf(&sb, "%snode %s: background save failed "
+			    "(rdb_last_bgsave_status:err; is %s writable and "
+			    "not full?)", sb.len ? "; " : "", lc->nodes[i]->id,
+			    lc->nodes[i]->dir);
+	if (sb.len == 0) {
+		strbuf_free(&sb);
+		return NULL;
+	}
+	return strbuf_detach(&sb);
 }
 
 json_t *
