@@ -633,10 +633,169 @@ class FaultTest(DaemonTest):
         self.check_orphans(d)
         report("clock_steps", self.faults, 0, 0, "; ".join(runs))
 
+    # --- what asynchronous replication loses on failover ------------------
+
+    def pipelined_writer(self, stop, acked, prefix, port):
+        """SETs in pipelines of 50 through the endpoint, no WAIT."""
+        i = 0
+        c = None
+        while not stop.is_set():
+            try:
+                if c is None:
+                    c = Client(port=port, timeout=1.0)
+                batch = ["%s%d" % (prefix, i + j) for j in range(50)]
+                i += 50
+                for k in batch:
+                    c.send("SET", k, "v")
+                for k in batch:
+                    try:
+                        c._reply()
+                        acked.append(k)
+                    except RedisError:
+                        pass
+            except (OSError, ConnectionError, ValueError):
+                if c is not None:
+                    try:
+                        c.close()
+                    except OSError:
+                        pass
+                c = None
+                time.sleep(0.01)
+        if c is not None:
+            c.close()
+
+    def measure_loss(self, d, name, port, extra, trials):
+        d.write(name + ".yaml", spec(name, backend="local", extra=(
+            "cluster_size: 3\nport: %d\nreader_port: %d\n"
+            "deletion_policy: delete\n%s" % (port, port + 1, extra))))
+        st = self.avail(d, name, nodes=3)
+        out = []
+        for t in range(trials):
+            stop = threading.Event()
+            acked = []
+            th = threading.Thread(target=self.pipelined_writer, args=(
+                stop, acked, "%s-t%d-" % (name, t), port), daemon=True)
+            th.start()
+            time.sleep(self.rng.uniform(0.3, 0.8))
+            prim = [n for n in st["endpoints"]["nodes"]
+                    if n["role"] == "primary"][0]
+            os.kill(prim["pid"], signal.SIGKILL)
+            self.faults += 1
+            n_at_kill = len(acked)
+            wait_for(lambda: [n for n in d.status(name)["endpoints"][
+                "nodes"] if n["role"] == "primary"][0]["id"] != prim["id"],
+                15, interval=0.05, what=self.msg("failover"))
+            time.sleep(0.3)
+            stop.set()
+            th.join(10)
+            st = self.avail(d, name, nodes=3)
+            keys = list(acked)
+            lost = self.lost_keys(keys, port=port)
+            out.append((len(keys), n_at_kill, len(lost)))
+        os.unlink(os.path.join(d.specs, name + ".yaml"))
+        return out
+
+    def test_async_replication_loss(self):
+        trials = int(os.environ.get("CK_FAULT_TRIALS", "4"))
+        d = self.start()
+        res = {}
+        for name, port, extra in (
+                ("plain", self.port, ""),
+                ("minrep", self.port + 2, 'parameters: {min-replicas-to-'
+                 'write: "1", min-replicas-max-lag: "10"}\n')):
+            res[name] = self.measure_loss(d, name, port, extra, trials)
+            acked = sum(a for a, _, _ in res[name])
+            lost = sum(l for _, _, l in res[name])
+            report("async_loss_" + name, trials, acked, lost,
+                   "per trial acked/lost: %s" % ", ".join(
+                       "%d/%d" % (a, l) for a, _, l in res[name]))
+        # Not asserted to be 0: Redis acknowledges before replicating
+        # (RELIABILITY.md); WAIT-acknowledged writes are (kill9_failover).
+
     # --- snapshots --------------------------------------------------------
 
     def test_snapshot_restore_faults(self):
         self.skipTest("backups land in their own branch")
+
+
+class ECFaultTest(DaemonTest):
+    """The ElastiCache emulator misbehaving under CreateReplicationGroup:
+    each fault on its own group, one daemon. Retries stay bounded, the
+    group is created exactly once, the status says what went wrong."""
+
+    FAULTS = [
+        ("drop", {"type": "drop", "execute": True, "count": 1}),
+        ("throttle", {"type": "throttle", "count": 3}),
+        ("internal", {"type": "internal", "count": 2}),
+        ("unavailable", {"type": "unavailable", "count": 2}),
+        ("malformed", {"type": "malformed", "execute": True, "count": 1}),
+        # Past the daemon's 20 s request timeout (ECAPI_TIMEOUT_MS).
+        ("delay", {"type": "delay", "delay_ms": 21000, "execute": True,
+                   "count": 1}),
+    ]
+
+    def setUp(self):
+        super().setUp()
+        from test_elasticache import Emulator, have_botocore, AK, SK
+        if not have_botocore():
+            self.skipTest("python3-botocore is not installed")
+        self.emu = Emulator(delay_ms=50)
+        self.addCleanup(self.emu.stop)
+        self.creds = {"AWS_ACCESS_KEY_ID": AK, "AWS_SECRET_ACCESS_KEY": SK}
+
+    def test_emulator_faults(self):
+        t0 = time.monotonic()
+        d = self.daemon(binary=DAEMON, env=self.creds)
+        with open(d.conf, "w") as f:
+            f.write("clusters_dir: %s\nstate_dir: %s\nresync_interval: 2s\n"
+                    "default_backend: elasticache\n"
+                    "elasticache:\n  endpoint: %s\n  region: us-east-1\n"
+                    "  poll_interval: 200ms\n"
+                    % (d.specs, d.state, self.emu.url))
+        d.start()
+        for kind, rule in self.FAULTS:
+            name = "g-" + kind
+            before = self.emu.calls()
+            recv0 = self.emu.calls("received").get(
+                "CreateReplicationGroup", 0)
+            self.emu.control("faults", dict(rule, action=
+                                            "CreateReplicationGroup"))
+            d.write(name + ".yaml", spec(name, backend="elasticache",
+                                         extra="cluster_size: 2\n"))
+            seen = set()
+
+            def ok():
+                d.alive()
+                st = d.status(name)
+                if st and st.get("last_error"):
+                    seen.add(st["last_error"])
+                return st and st["phase"] == "available" and \
+                    st["observed_generation"] == st["generation"] and \
+                    not st["plan"]["steps"] and st
+            log0 = len(d.log())
+            wait_for(ok, 60, interval=0.1, what="%s available" % name)
+            for line in d.log()[log0:].splitlines():
+                if ("cluster %s:" % name) in line and (
+                        " warning: " in line or " notice: " in line):
+                    seen.add(line.split("%s: " % name, 1)[1])
+            oks = self.emu.calls().get("CreateReplicationGroup", 0) - \
+                before.get("CreateReplicationGroup", 0)
+            recv = self.emu.calls("received").get(
+                "CreateReplicationGroup", 0) - recv0
+            groups = [g for g in self.emu.control("state")[
+                "replication_groups"] if g["ReplicationGroupId"] == name]
+            report("ec_" + kind, rule.get("count", 1), 0, 0,
+                   "creates ok=%d received=%d groups=%d; said: %s" %
+                   (oks, recv, len(groups), "; ".join(sorted(seen))[:160]
+                    or "nothing"))
+            self.assertEqual(len(groups), 1, name)
+            self.assertLessEqual(oks, 1, name)
+            self.assertLessEqual(recv, rule.get("count", 1) + 2,
+                                 "%s: unbounded retries" % name)
+            # Not asserted: the API client retries throttling and 5xx
+            # itself and says so at debug level only (RELIABILITY.md).
+            self.emu.control("faults", method="DELETE")
+        sys.stderr.write("emulator faults: %.1fs\n" % (time.monotonic() - t0))
 
 
 if __name__ == "__main__":
