@@ -336,6 +336,19 @@ info_done(struct rconn *rc, struct redisReply *reply, const char *err,
 			log_cluster(LOG_LEVEL_INFO, lc->name, "node %s finished "
 			    "its first sync", n->id);
 			lcluster_changed(lc);
+		} else if (!n->synced_once && n->started_ms == 0 &&
+		    lc->created && n->offset > 0) {
+			/*
+			 * Adopted after a restart of the daemon with its
+			 * primary gone: its offset shows it synced under an
+			 * earlier run. It may be promoted; restarting the lost
+			 * primary empty instead would wipe every replica.
+			 */
+			n->synced_once = true;
+			log_cluster(LOG_LEVEL_INFO, lc->name, "node %s synced "
+			    "before (offset %lld), its link is down", n->id,
+			    n->offset);
+			lcluster_changed(lc);
 		}
 	}
 	/* In cluster mode roles are Redis Cluster's (local_cluster*.c). */

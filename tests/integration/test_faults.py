@@ -378,27 +378,43 @@ class FaultTest(DaemonTest):
         d.write("web.yaml", self.group(size=2, extra="deletion_policy: "
                                        "delete\n"))
         self.avail(d, "web", nodes=2)
+        w = Writer(port=self.port)
+        w.start()
+        time.sleep(0.3)
+        keys = w.finish()
+        lost = []
         os.unlink(os.path.join(d.specs, "web.yaml"))
         t = self.rng.uniform(0.0, 0.5)
         self.crash(d, t)
         self.check_orphans(d)
         # A spec missing at start-up is never deleted: the cluster is
-        # either gone or whole (retained), never half deleted.
+        # either gone, or retained (nodes the deletion had stopped stay
+        # stopped until the spec comes back).
+        cj = os.path.join(d.state, "local", "web", "cluster.json")
+
         def settled():
             d.alive()
-            if not os.path.exists(os.path.join(d.state, "local", "web",
-                                               "cluster.json")):
+            if not os.path.exists(cj):
                 return "deleted"
             st = d.status("web")
-            return st and st["phase"] == "retained" and all(
-                n["up"] for n in st["endpoints"]["nodes"]) and "retained"
+            return st and st["phase"] == "retained" and "retained"
         outcome = wait_for(settled, 20, interval=0.1,
-                           what=self.msg("web deleted or retained whole"))
+                           what=self.msg("web deleted or retained"))
         self.check_orphans(d)
         if outcome == "retained":
+            with open(cj) as f:
+                ids = [n["id"] for n in json.load(f)["nodes"]]
+            running = sorted(set(os.path.basename(c) for c in
+                                 redis_procs().values()
+                                 if c.startswith(os.path.dirname(cj))))
+            outcome = "retained with %d of %d nodes running" % (
+                len(running), len(ids))
+            # The spec comes back: the cluster is whole again, then goes.
             d.write("web.yaml", self.group(size=2, extra="deletion_policy: "
                                            "delete\n"))
             self.avail(d, "web", nodes=2)
+            lost = self.lost_keys(keys, port=self.port)
+            outcome += ", whole again when its spec returned"
             os.unlink(os.path.join(d.specs, "web.yaml"))
         wait_for(lambda: not os.path.exists(os.path.join(
             d.state, "local", "web")), 20, what=self.msg("web deleted"))
@@ -407,8 +423,10 @@ class FaultTest(DaemonTest):
                           if cwd.startswith(d.state + "/")],
                          self.msg("a node outlived its deletion"))
         self.check_files(d)
-        report("kill9_delete", self.faults, 0, 0, "killed at %.2fs: %s "
-               "after restart" % (t, outcome))
+        report("kill9_delete", self.faults, len(keys) if "retained" in
+               outcome else 0, len(lost), "killed at %.2fs: %s after "
+               "restart" % (t, outcome))
+        self.assertEqual(lost, [], self.msg("a retained cluster lost keys"))
 
     # --- hung nodes ------------------------------------------------------
 
