@@ -123,6 +123,7 @@ class FaultTest(DaemonTest):
         self.port = self.base + 100
         self.rng = random.Random("%d-%s" % (SEED, self._testMethodName))
         self.faults = 0
+        self.fresh_after = 0
 
     def msg(self, what):
         return "%s (seed %d: CK_FAULT_SEED=%d reproduces it)" % (
@@ -148,6 +149,9 @@ class FaultTest(DaemonTest):
         d.stop(signal.SIGKILL)
         self.faults += 1
         self.check_files(d)
+        # A status file from before the kill must not pass for the new
+        # run's: avail() waits for one written after the restart.
+        self.fresh_after = time.time()
         d.start()
 
     # --- checks ----------------------------------------------------------
@@ -203,6 +207,8 @@ class FaultTest(DaemonTest):
     def avail(self, d, name, nodes=None, shards=None, timeout=40):
         def ok():
             d.alive()
+            if os.stat(d.status_path(name)).st_mtime < self.fresh_after:
+                return None
             st = d.status(name)
             if not st or st["phase"] != "available" or \
                     st["observed_generation"] != st["generation"]:
