@@ -404,6 +404,21 @@ step_create(struct lcluster *lc, const struct cluster_spec *s, char **cause)
 	if ((r = check_engine(lc, s, cause)) != 0 ||
 	    (r = spec_maxmemory(lc, s, &lc->maxmemory, cause)) != 0)
 		return r;
+	/*
+	 * A directory without cluster.json is what a deletion interrupted
+	 * after its first step leaves (no node runs from it: cluster.json is
+	 * written before any node starts and removed after all are stopped).
+	 * Its data must not come back in the new cluster's nodes.
+	 */
+	if (!lc->exists && access(lc->dir, F_OK) == 0) {
+		log_cluster(LOG_LEVEL_NOTICE, lc->name, "removing %s, left by "
+		    "an interrupted deletion", lc->dir);
+		if ((r = node_remove_dir(lc->dir)) != 0) {
+			xasprintf(cause, "cannot remove %s: %s", lc->dir,
+			    strerror(-r));
+			return r;
+		}
+	}
 	/* New clusters with a token get ACL users (local_tls.c). */
 	lc->acl = s->auth_token_file != NULL;
 	lc->tls = s->transit_encryption;

@@ -422,6 +422,17 @@ class FaultTest(DaemonTest):
             lost = self.lost_keys(keys, port=self.port)
             outcome += ", whole again when its spec returned"
             os.unlink(os.path.join(d.specs, "web.yaml"))
+        else:
+            # Killed between removing cluster.json and the directory:
+            # no process is left; a new cluster of the same name must
+            # start empty, not with the deleted one's data.
+            d.write("web.yaml", self.group(size=2, extra="deletion_policy: "
+                                           "delete\n"))
+            self.avail(d, "web", nodes=2)
+            back = len(keys) - len(self.lost_keys(keys, port=self.port))
+            self.assertEqual(back, 0, self.msg("deleted keys came back"))
+            outcome += ", the same name created again empty"
+            os.unlink(os.path.join(d.specs, "web.yaml"))
         wait_for(lambda: not os.path.exists(os.path.join(
             d.state, "local", "web")), 20, what=self.msg("web deleted"))
         self.check_orphans(d)
@@ -433,6 +444,32 @@ class FaultTest(DaemonTest):
                outcome else 0, len(lost), "killed at %.2fs: %s after "
                "restart" % (t, outcome))
         self.assertEqual(lost, [], self.msg("a retained cluster lost keys"))
+
+    def test_deletion_leftover_not_resurrected(self):
+        """The exact state a kill between deletion's two steps leaves:
+        nodes stopped, cluster.json gone, the directory still there."""
+        d = self.start()
+        d.write("web.yaml", self.group(size=2))
+        st = self.avail(d, "web", nodes=2)
+        with Client(port=self.port) as c:
+            for i in range(50):
+                c.call("SET", "old%d" % i, "x")
+            c.call("SAVE")
+        d.stop(signal.SIGKILL)
+        self.faults += 1
+        for n in st["endpoints"]["nodes"]:
+            os.kill(n["pid"], signal.SIGKILL)
+        os.unlink(os.path.join(d.state, "local", "web", "cluster.json"))
+        os.unlink(d.status_path("web"))
+        self.fresh_after = time.time()
+        d.start()
+        self.avail(d, "web", nodes=2)
+        back = 50 - len(self.lost_keys(["old%d" % i for i in range(50)],
+                                       port=self.port))
+        self.check_orphans(d)
+        report("deletion_leftover", self.faults, 50, 0, "%d deleted keys "
+               "came back" % back)
+        self.assertEqual(back, 0, self.msg("deleted keys came back"))
 
     # --- hung nodes ------------------------------------------------------
 
