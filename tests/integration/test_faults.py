@@ -523,17 +523,26 @@ class FaultTest(DaemonTest):
         if os.geteuid() != 0 or not shutil.which("unshare") or \
                 not shutil.which("nsenter"):
             self.skipTest("needs root, unshare(1) and nsenter(1)")
+        # Two small tmpfs in the daemon's private mount namespace: the
+        # state dir (8 MiB) and local.data_dir (the nodes', 16 MiB), so
+        # the nodes' disk can turn read-only while the status can still
+        # be written, and the state dir can fill up on its own. (As
+        # root, chmod 0500 stops nobody: CAP_DAC_OVERRIDE.)
         state = os.path.join(self.tmp, "state")     # cklib.Daemon's
+        data = os.path.join(self.tmp, "data")
         os.makedirs(state, exist_ok=True)
+        os.makedirs(data, exist_ok=True)
         wrap = os.path.join(self.tmp, "ns-daemon.sh")
         with open(wrap, "w") as f:
             f.write('#!/bin/sh\nexec unshare --mount --propagation private '
                     'sh -c \'mount -t tmpfs -o size=8m,mode=0755 tmpfs "$0" '
-                    '&& exec "$@"\' %s %s "$@"\n' % (state, DAEMON))
+                    '&& mount -t tmpfs -o size=16m,mode=0755 tmpfs "$1" && '
+                    'shift && exec "$@"\' %s %s %s "$@"\n'
+                    % (state, data, DAEMON))
         os.chmod(wrap, 0o755)
         d = self.daemon(binary=wrap)
         with open(d.conf, "w") as f:
-            f.write(self.conf_text(d))
+            f.write(self.conf_text(d, "  data_dir: %s\n" % data))
         d.start()
         pid = d.pid()
         root = "/proc/%d/root%s" % (pid, d.state)
@@ -552,24 +561,16 @@ class FaultTest(DaemonTest):
         try:
             wait_for(lambda: ns("mountpoint", "-q", d.state).returncode == 0,
                      5, what="tmpfs state dir")
-            # Node n1 (the first primary) gets a directory of its own
-            # mount, so it alone can turn read-only later (as root, chmod
-            # 0500 stops nobody: CAP_DAC_OVERRIDE).
-            ndir = os.path.join(d.state, "local", "web", "n1")
-            r = ns("sh", "-c", "mkdir -p %s && mount -t tmpfs -o size=4m "
-                   "tmpfs %s" % (ndir, ndir))
-            self.assertEqual(r.returncode, 0, r.stderr)
             d.write("web.yaml", self.group(size=2))
             st = self.avail(d, "web", nodes=2)
             track()
             w = Writer(port=self.port)
             w.start()
             # 1. A node directory read-only: BGSAVE fails, status says so.
-            r = ns("mount", "-o", "remount,ro", ndir)
+            r = ns("mount", "-o", "remount,ro", data)
             self.assertEqual(r.returncode, 0, r.stderr)
             self.faults += 1
-            sock = os.path.join(root, "local", "web", "n1", "sock",
-                                "redis.sock")
+            sock = "/proc/%d/root%s/web/n1/sock/redis.sock" % (pid, data)
             with Client(unix=sock) as c:
                 c.call("BGSAVE")
             st = wait_for(lambda: "background save failed" in (
@@ -577,7 +578,7 @@ class FaultTest(DaemonTest):
                 interval=0.2, what=self.msg("save failure in status"))
             ro_msg = st["message"]
             d.alive()
-            r = ns("mount", "-o", "remount,rw", ndir)
+            r = ns("mount", "-o", "remount,rw", data)
             self.assertEqual(r.returncode, 0, r.stderr)
             with Client(unix=sock) as c:
                 wait_for(lambda: c.call("BGSAVE") and False or
