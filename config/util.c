@@ -181,22 +181,29 @@ clock_mono_ms(void)
 }
 
 /*
- * Test hook: CK_TEST_CLOCK_OFFSET_S (seconds, may be negative) moves the
- * daemon's wall clock, so tests can stand inside a snapshot window or a
- * day later without waiting. Read once; never set it in production.
+ * Test hook: CK_TEST_CLOCK_OFFSET_S (signed seconds, read once, on the
+ * first call) is added to the wall clock, so tests can run the daemon as
+ * if the clock had stepped. Only wall-clock decisions see it (windows,
+ * timestamps); timers run on CLOCK_MONOTONIC and must not.
  */
 int64_t
 clock_wall_s(void)
 {
-	static int		 init;
-	static int64_t		 offset_s;
-	struct timespec		 ts;
-	const char		*v;
+	static int	 init;
+	static int64_t	 offset_s;
+	struct timespec	 ts;
+	const char	*e;
+	char		*end;
+	long long	 v;
 
 	if (!init) {
 		init = 1;
-		if ((v = getenv("CK_TEST_CLOCK_OFFSET_S")) != NULL)
-			offset_s = strtoll(v, NULL, 10);
+		if ((e = getenv("CK_TEST_CLOCK_OFFSET_S")) != NULL) {
+			errno = 0;
+			v = strtoll(e, &end, 10);
+			if (errno == 0 && end != e && *end == '\0')
+				offset_s = (int64_t)v;
+		}
 	}
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec + offset_s;

@@ -162,10 +162,8 @@ local_detach(void *arg)
 	for (i = 0; i < lc->nnodes; i++)
 		lnode_free(lc->nodes[i]);
 	free(lc->nodes);
-	if (lc->password != NULL) {
-		explicit_bzero(lc->password, strlen(lc->password));
-		free(lc->password);
-	}
+	lsecret_free(lc->password);
+	lsecret_free(lc->admin_pass);
 	kvlist_free(&lc->parameters);
 	free(lc->primary);
 	free(lc->switch_to);
@@ -264,6 +262,7 @@ observe_fire(evutil_socket_t fd, short ev, void *arg)
 	backend_observe_cb	 cb = lc->ocb;
 	struct observed		*o = xcalloc(1, sizeof *o);
 	const struct cluster_spec *s = lc->obs_spec;
+	char			*save;
 
 	lc->ocb = NULL;
 	lc->obs_spec = NULL;
@@ -321,12 +320,28 @@ observe_fire(evutil_socket_t fd, short ev, void *arg)
 		cb(lc->cbarg, 0, NULL, o);
 		return;
 	}
+	if (lc->tls && json_is_object(o->endpoints)) {
+		char *ca = ltls_path(lc, "ca.crt");
+		json_object_set_new(o->endpoints, "tls_ca", json_string(ca));
+		free(ca);
+	}
 	if (lc->cluster_mode)
 		o->message = lcl_message(lc);
 	else if (o->state == OBS_DEGRADED)
 		o->message = degraded_message(lc);
 	else if (lc->message != NULL)
 		o->message = xstrdup(lc->message);
+	if ((save = lmon_save_message(lc)) != NULL) {
+		if (o->message != NULL) {
+			char *m;
+
+			xasprintf(&m, "%s; %s", o->message, save);
+			free(o->message);
+			free(save);
+			save = m;
+		}
+		o->message = save;
+	}
 	cb(lc->cbarg, 0, NULL, o);
 }
 
@@ -406,7 +421,28 @@ step_create(struct lcluster *lc, const struct cluster_spec *s, char **cause)
 	if ((r = check_engine(lc, s, cause)) != 0 ||
 	    (r = spec_maxmemory(lc, s, &lc->maxmemory, cause)) != 0)
 		return r;
+	/*
+	 * A directory without cluster.json is what a deletion interrupted
+	 * after its first step leaves (no node runs from it: cluster.json is
+	 * written before any node starts and removed after all are stopped).
+	 * Its data must not come back in the new cluster's nodes.
+	 */
+	if (!lc->exists && access(lc->dir, F_OK) == 0) {
+		log_cluster(LOG_LEVEL_NOTICE, lc->name, "removing %s, left by "
+		    "an interrupted deletion", lc->dir);
+		if ((r = node_remove_dir(lc->dir)) != 0) {
+			xasprintf(cause, "cannot remove %s: %s", lc->dir,
+			    strerror(-r));
+			return r;
+		}
+	}
+	/* New clusters with a token get ACL users (local_tls.c). */
+	lc->acl = s->auth_token_file != NULL;
+	lc->tls = s->transit_encryption;
 	if ((r = lcluster_read_token(lc, s->auth_token_file, cause)) != 0)
+		return r;
+	if (lc->tls && (r = ltls_ensure(lc, lc->ctx->conf->local.bind,
+	    cause)) != 0)
 		return r;
 	lc->port = s->port;
 	lc->reader_port = s->reader_port;

@@ -78,6 +78,7 @@ struct lnode {
 	bool		 needs_restart;	/* a parameter it can only take so */
 	bool		 restarting;	/* stopped by us, start it again */
 	bool		 added;		/* new by scaling, not yet synced */
+	bool		 save_failed;	/* rdb_last_bgsave_status:err */
 	/* Cluster mode only. */
 	char		*shard;		/* "s1", ...: its node group */
 	int		 bus_port;	/* cluster bus, from local.port_range */
@@ -139,6 +140,8 @@ struct lcluster {
 	enum persistence	 persistence;
 	struct kvlist		 parameters;
 	char			*token_file;
+	bool			 tls;		/* transit encryption */
+	bool			 acl;		/* users, not requirepass */
 	int			 failovers;
 	bool			 created;	/* all nodes synced once */
 	bool			 restart_pending; /* rolling restart to do */
@@ -153,7 +156,8 @@ struct lcluster {
 
 	/* Runtime. */
 	struct lcl		*cl;		/* cluster mode, local_cluster*.c */
-	char			*password;	/* from token_file, wiped on free */
+	char			*password;	/* from token_file, lsecret */
+	char			*admin_pass;	/* acl: the daemon's, lsecret */
 	struct proxy		*ep_primary;
 	struct proxy		*ep_reader;
 	size_t			 reader_next;
@@ -204,6 +208,18 @@ int		 lcluster_read_token(struct lcluster *, const char *file,
 /* Have the reconciler look at this cluster again now. */
 void		 lcluster_changed(struct lcluster *);
 
+/* local_tls.c: certificates, the daemon's ACL user, secrets in memory. */
+#define LACL_ADMIN_USER	"ck-admin"
+char		*lsecret_dup(const char *, size_t);	/* not dumped */
+void		 lsecret_free(char *);			/* wipes; NULL ok */
+void		 lsecret_sha256(const char *, char out[66]);
+char		*ltls_path(const struct lcluster *, const char *file);
+int		 ltls_ensure(struct lcluster *, const char *bind, char **);
+int		 lacl_ensure(struct lcluster *, char **cause);
+/* Who the daemon logs in as: user NULL for requirepass (or no auth). */
+#define LC_AUTH_USER(lc)	((lc)->acl ? LACL_ADMIN_USER : NULL)
+#define LC_AUTH_PASS(lc)	((lc)->acl ? (lc)->admin_pass : (lc)->password)
+
 /* local_monitor.c */
 void		 lmon_start(struct lcluster *);
 void		 lmon_stop(struct lcluster *);
@@ -247,6 +263,8 @@ void		 lrs_free(struct lcluster *);
 /* Call an operation's cb from the loop; msg is taken over. */
 void		 lbk_answer(struct lcluster *, backend_op_cb cb, void *arg,
 		    int error, char *msg);
+/* "node n2: background save failed ...", NULL when none did. */
+char		*lmon_save_message(struct lcluster *);
 
 /*
  * Cluster mode (local_cluster*.c). The monitor above still checks

@@ -164,8 +164,9 @@ lcl_tick(struct lcluster *lc)
 			n->ccon = NULL;
 		}
 		if (n->ccon == NULL && lnode_up(n))
-			n->ccon = rconn_new(lc->ctx->base, n->sock,
-			    lc->password, LOCAL_CONNECT_TIMEOUT_MS);
+			n->ccon = rconn_new_user(lc->ctx->base, n->sock,
+			    LC_AUTH_USER(lc), LC_AUTH_PASS(lc),
+			    LOCAL_CONNECT_TIMEOUT_MS);
 	}
 	/* Settled, a round every few ticks is enough; busy, every tick. */
 	if (lc->cl->have_view && lc->cl->agree && lc->cl->slots_left == 0 &&

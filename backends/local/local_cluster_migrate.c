@@ -275,7 +275,11 @@ send_migrate(struct lworker *w, struct lnode *src, struct lnode *dst,
 	ARG(tmo);
 	if (w->replace)
 		ARG("REPLACE");
-	if (lc->password != NULL) {
+	if (lc->acl && lc->admin_pass != NULL) {
+		ARG("AUTH2");
+		ARG(LACL_ADMIN_USER);
+		ARG(lc->admin_pass);
+	} else if (lc->password != NULL) {
 		ARG("AUTH");
 		ARG(lc->password);
 	}

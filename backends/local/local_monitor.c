@@ -71,8 +71,19 @@ lnode_start(struct lcluster *lc, struct lnode *n, char **cause)
 	c.maxmemory = lc->maxmemory;
 	c.persistence = lc->persistence;
 	c.password = lc->password;
+	if (lc->acl) {
+		c.admin_user = LACL_ADMIN_USER;
+		c.admin_pass = lc->admin_pass;
+	}
+	c.tls_ca = lc->tls ? ltls_path(lc, "ca.crt") : NULL;
+	c.tls_cert = lc->tls ? ltls_path(lc, "node.crt") : NULL;
+	c.tls_key = lc->tls ? ltls_path(lc, "node.key") : NULL;
 	c.parameters = &lc->parameters;
-	if ((r = node_conf_write(&c, cause)) != 0)
+	r = node_conf_write(&c, cause);
+	free(c.tls_ca);
+	free(c.tls_cert);
+	free(c.tls_key);
+	if (r != 0)
 		return r;
 	if ((r = node_spawn(l->redis_server, n->dir, &n->pid, cause)) != 0)
 		return r;
@@ -158,9 +169,15 @@ ping_done(struct rconn *rc, struct redisReply *reply, const char *err,
 	if (n == NULL || n->conn != rc)
 		return;
 	n->ping_busy = false;
-	/* A node loading its dataset is alive: never fail over for that. */
+	/*
+	 * A node loading its dataset is alive: never fail over for that.
+	 * Nor for MISCONF (a background save failed and Redis refuses
+	 * writes and PING): the process answers; the status says why writes
+	 * fail (lmon_save_message) until its disk is fixed.
+	 */
 	if (reply == NULL || (reply->type == REDIS_REPLY_ERROR &&
-	    strncmp(reply->str, "LOADING", 7) != 0)) {
+	    strncmp(reply->str, "LOADING", 7) != 0 &&
+	    strncmp(reply->str, "MISCONF", 7) != 0)) {
 		node_down(lc, n);
 		return;
 	}
@@ -285,6 +302,18 @@ info_done(struct rconn *rc, struct redisReply *reply, const char *err,
 		return;
 	s = reply->str;
 	record_run_id(lc, n, s);
+	if (n->save_failed != (strstr(s, "rdb_last_bgsave_status:err") !=
+	    NULL)) {
+		n->save_failed = !n->save_failed;
+		if (n->save_failed)
+			log_cluster(LOG_LEVEL_WARNING, lc->name, "node %s: "
+			    "background save failed; see %s/redis.log", n->id,
+			    n->dir);
+		else
+			log_cluster(LOG_LEVEL_INFO, lc->name, "node %s: "
+			    "background save works again", n->id);
+		lcluster_changed(lc);
+	}
 	n->is_master = strstr(s, "role:master") != NULL;
 	if (lc->switch_to != NULL && strcmp(lc->switch_to, n->id) == 0 &&
 	    n->is_master)
@@ -306,6 +335,19 @@ info_done(struct rconn *rc, struct redisReply *reply, const char *err,
 			n->added = false;
 			log_cluster(LOG_LEVEL_INFO, lc->name, "node %s finished "
 			    "its first sync", n->id);
+			lcluster_changed(lc);
+		} else if (!n->synced_once && n->started_ms == 0 &&
+		    lc->created && n->offset > 0) {
+			/*
+			 * Adopted after a restart of the daemon with its
+			 * primary gone: its offset shows it synced under an
+			 * earlier run. It may be promoted; restarting the lost
+			 * primary empty instead would wipe every replica.
+			 */
+			n->synced_once = true;
+			log_cluster(LOG_LEVEL_INFO, lc->name, "node %s synced "
+			    "before (offset %lld), its link is down", n->id,
+			    n->offset);
 			lcluster_changed(lc);
 		}
 	}
@@ -347,7 +389,8 @@ node_check(struct lcluster *lc, struct lnode *n, bool info)
 	if (n->conn == NULL || !rconn_ok(n->conn)) {
 		if (n->conn != NULL)
 			rconn_free(n->conn);
-		n->conn = rconn_new(lc->ctx->base, n->sock, lc->password,
+		n->conn = rconn_new_user(lc->ctx->base, n->sock,
+		    LC_AUTH_USER(lc), LC_AUTH_PASS(lc),
 		    LOCAL_CONNECT_TIMEOUT_MS);
 		n->ping_busy = n->info_busy = n->fixing_role = false;
 	}
@@ -360,7 +403,7 @@ node_check(struct lcluster *lc, struct lnode *n, bool info)
 	if (info && !n->info_busy && n->conn != NULL) {
 		n->info_busy = true;
 		if (rconn_command(n->conn, LOCAL_PING_TIMEOUT_MS, info_done,
-		    node_cmd(lc, n), "INFO server replication") != 0)
+		    node_cmd(lc, n), "INFO server replication persistence") != 0)
 			n->info_busy = false;
 	}
 }
@@ -691,8 +734,27 @@ node_addr(struct lcluster *lc, struct lnode *n, struct sockaddr_storage *ss,
     socklen_t *len)
 {
 	struct sockaddr_un	*sun = (struct sockaddr_un *)ss;
+	struct sockaddr_in	*sin = (struct sockaddr_in *)ss;
+	struct sockaddr_in6	*sin6 = (struct sockaddr_in6 *)ss;
+	const char		*bind = lc->ctx->conf->local.bind;
 
 	memset(ss, 0, sizeof *ss);
+	if (lc->tls) {
+		/* TLS end to end: the client's session goes to the node's
+		 * TLS port, the endpoint only relays its bytes. */
+		if (inet_pton(AF_INET6, bind, &sin6->sin6_addr) == 1) {
+			sin6->sin6_family = AF_INET6;
+			sin6->sin6_port = htons((uint16_t)n->port);
+			*len = sizeof *sin6;
+		} else {
+			sin->sin_family = AF_INET;
+			sin->sin_port = htons((uint16_t)n->port);
+			if (inet_pton(AF_INET, bind, &sin->sin_addr) != 1)
+				sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+			*len = sizeof *sin;
+		}
+		return;
+	}
 	sun->sun_family = AF_UNIX;
 	snprintf(sun->sun_path, sizeof sun->sun_path, "%s", n->sock);
 	*len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) +
@@ -779,6 +841,26 @@ lmon_endpoints_stop(struct lcluster *lc)
 	proxy_free(lc->ep_primary);
 	proxy_free(lc->ep_reader);
 	lc->ep_primary = lc->ep_reader = NULL;
+}
+
+char *
+lmon_save_message(struct lcluster *lc)
+{
+	struct strbuf	 sb;
+	size_t		 i;
+
+	strbuf_init(&sb);
+	for (i = 0; i < lc->nnodes; i++)
+		if (lc->nodes[i]->save_failed)
+			strbuf_printf(&sb, "%snode %s: background save failed "
+			    "(rdb_last_bgsave_status:err; is %s writable and "
+			    "not full?)", sb.len ? "; " : "", lc->nodes[i]->id,
+			    lc->nodes[i]->dir);
+	if (sb.len == 0) {
+		strbuf_free(&sb);
+		return NULL;
+	}
+	return strbuf_detach(&sb);
 }
 
 json_t *

@@ -100,6 +100,10 @@ lstate_save(struct lcluster *lc, char **cause)
 	    pers_names[lc->persistence], "parameters", params,
 	    "auth_token_file", lc->token_file, "failovers", lc->failovers,
 	    "created", lc->created);
+	if (lc->tls)
+		json_object_set_new(j, "tls", json_true());
+	if (lc->acl)
+		json_object_set_new(j, "acl", json_true());
 	json_object_set_new(j, "restart_pending",
 	    json_boolean(lc->restart_pending));
 	if (lc->restore_from != NULL)
@@ -199,6 +203,8 @@ lstate_load(struct lcluster *lc, char **cause)
 		lc->token_file = xstrdup(s);
 	lc->failovers = (int)json_integer_value(json_object_get(j,
 	    "failovers"));
+	lc->tls = json_is_true(json_object_get(j, "tls"));
+	lc->acl = json_is_true(json_object_get(j, "acl"));
 	lc->created = json_is_true(json_object_get(j, "created"));
 	lc->restart_pending = json_is_true(json_object_get(j,
 	    "restart_pending"));
@@ -327,11 +333,11 @@ lcluster_read_token(struct lcluster *lc, const char *file, char **cause)
 	size_t	 len;
 	int	 r;
 
-	if (lc->password != NULL) {
-		explicit_bzero(lc->password, strlen(lc->password));
-		free(lc->password);
-		lc->password = NULL;
-	}
+	lsecret_free(lc->password);
+	lc->password = NULL;
+	if (lc->acl && lc->admin_pass == NULL && (r = lacl_ensure(lc,
+	    cause)) != 0)
+		return r;
 	if (file == NULL)
 		return 0;
 	if ((r = read_file_bounded(file, 4096, &buf, &len)) != 0) {
@@ -341,6 +347,8 @@ lcluster_read_token(struct lcluster *lc, const char *file, char **cause)
 	}
 	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
 		buf[--len] = '\0';
-	lc->password = buf;
+	lc->password = lsecret_dup(buf, len);
+	explicit_bzero(buf, len);
+	free(buf);
 	return 0;
 }

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "local.h"
 #include "node.h"
 #include "util.h"
 
@@ -78,8 +79,17 @@ node_conf_write(const struct node_conf *c, char **cause)
 	strbuf_init(&sb);
 	strbuf_puts(&sb, "# Written by cachekeeperd; it is rewritten on every "
 	    "start of this node.\n");
-	strbuf_printf(&sb, "bind %s\nport %d\nprotected-mode yes\n"
-	    "daemonize no\nsupervised no\n", c->bind, c->port);
+	if (c->tls_ca != NULL)
+		/* Clients, replicas and cluster peers speak TLS only; the
+		 * daemon keeps the (0700) unix socket. */
+		strbuf_printf(&sb, "bind %s\nport 0\ntls-port %d\n"
+		    "tls-cert-file %s\ntls-key-file %s\ntls-ca-cert-file %s\n"
+		    "tls-auth-clients no\ntls-replication yes\n%s",
+		    c->bind, c->port, c->tls_cert, c->tls_key, c->tls_ca,
+		    c->cluster ? "tls-cluster yes\n" : "");
+	else
+		strbuf_printf(&sb, "bind %s\nport %d\n", c->bind, c->port);
+	strbuf_puts(&sb, "protected-mode yes\ndaemonize no\nsupervised no\n");
 	strbuf_printf(&sb, "dir %s\npidfile %s/redis.pid\nlogfile %s/redis.log\n"
 	    "dbfilename dump.rdb\n", c->dir, c->dir, c->dir);
 	strbuf_printf(&sb, "unixsocket %s\nunixsocketperm 700\n", sock);
@@ -90,7 +100,27 @@ node_conf_write(const struct node_conf *c, char **cause)
 	if (c->maxmemory > 0)
 		strbuf_printf(&sb, "maxmemory %llu\n",
 		    (unsigned long long)c->maxmemory);
-	if (c->password != NULL)
+	if (c->admin_user != NULL && c->admin_pass != NULL) {
+		char h[66];
+
+		/*
+		 * The application's user cannot administer the node; the
+		 * daemon's can, and replicas log in as it. Only hashes of
+		 * the passwords are in the rules; masterauth needs the
+		 * daemon's own in clear (this file is 0600).
+		 */
+		if (c->password != NULL) {
+			lsecret_sha256(c->password, h);
+			strbuf_printf(&sb, "user default on %s ~* &* +@all "
+			    "-@admin -@dangerous +info\n", h);
+		} else
+			strbuf_puts(&sb, "user default off\n");
+		lsecret_sha256(c->admin_pass, h);
+		strbuf_printf(&sb, "user %s on %s ~* &* +@all\n"
+		    "masteruser %s\nmasterauth \"%s\"\n", c->admin_user, h,
+		    c->admin_user, c->admin_pass);
+		explicit_bzero(h, sizeof h);
+	} else if (c->password != NULL)
 		strbuf_printf(&sb, "requirepass \"%s\"\nmasterauth \"%s\"\n",
 		    c->password, c->password);
 	if (c->cluster) {

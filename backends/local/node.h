@@ -25,6 +25,13 @@ struct node_conf {
 	uint64_t		 maxmemory;	/* bytes, 0: none */
 	enum persistence	 persistence;
 	const char		*password;	/* NULL: no auth */
+	/* With admin_user: ACL users instead of requirepass (see
+	 * local_tls.c); password is then the "default" user's. */
+	const char		*admin_user;
+	const char		*admin_pass;
+	char			*tls_ca;	/* NULL: no TLS */
+	char			*tls_cert;
+	char			*tls_key;
 	const struct kvlist	*parameters;
 	bool			 cluster;	/* cluster-enabled yes */
 	int			 cluster_port;	/* its bus; 0: port + 10000 */

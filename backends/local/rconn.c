@@ -370,6 +370,14 @@ struct rconn *
 rconn_new(struct event_base *base, const char *unix_path,
     const char *password, unsigned int connect_timeout_ms)
 {
+	return rconn_new_user(base, unix_path, NULL, password,
+	    connect_timeout_ms);
+}
+
+struct rconn *
+rconn_new_user(struct event_base *base, const char *unix_path,
+    const char *user, const char *password, unsigned int connect_timeout_ms)
+{
 	struct rconn		*rc = xcalloc(1, sizeof *rc);
 	redisAsyncContext	*ac;
 	struct sockaddr_un	 sa;
@@ -407,7 +415,11 @@ rconn_new(struct event_base *base, const char *unix_path,
 
 	if (password != NULL) {
 		rc->password = xstrdup(password);
-		len = redisFormatCommand(&buf, "AUTH %s", password);
+		if (user != NULL)
+			len = redisFormatCommand(&buf, "AUTH %s %s", user,
+			    password);
+		else
+			len = redisFormatCommand(&buf, "AUTH %s", password);
 		if (len < 0)
 			abort();	/* out of memory, as in xmalloc */
 		rconn_send(rc, 0, rconn_auth_done, NULL, buf, len);

@@ -72,6 +72,10 @@ typedef void (*rconn_cb)(struct rconn *rc, struct redisReply *reply,
  */
 struct rconn	*rconn_new(struct event_base *base, const char *unix_path,
 		    const char *password, unsigned int connect_timeout_ms);
+/* The same, logging in as user ("AUTH user password") unless it is NULL. */
+struct rconn	*rconn_new_user(struct event_base *base, const char *unix_path,
+		    const char *user, const char *password,
+		    unsigned int connect_timeout_ms);
 
 /*
  * Send a command, formatted as for redisCommand() (%s a C string, %b a
