@@ -441,8 +441,9 @@ handle_snapshots(struct control *c, struct evhttp_request *req,
     const struct evhttp_uri *u, const char *snap, enum evhttp_cmd_type m)
 {
 	struct evkeyvalq	 q;
+	struct reconciler	*r;
 	const char		*cluster = NULL, *qs = evhttp_uri_get_query(u);
-	char			*cause = NULL, who[96];
+	char			*cause = NULL, who[96], *owner = NULL;
 	int			 e;
 
 	if (snap == NULL) {
@@ -479,11 +480,33 @@ handle_snapshots(struct control *c, struct evhttp_request *req,
 		    "group may delete snapshots (you are %s)", who);
 		return;
 	}
+	{
+		/* Whose it was: that cluster's status counts it. */
+		json_t		*all = backup_list(c->d->conf->state_dir, NULL);
+		json_t		*v;
+		size_t		 i;
+
+		json_array_foreach(all, i, v) {
+			const char *n = json_string_value(json_object_get(v,
+			    "name"));
+			const char *cl = json_string_value(json_object_get(v,
+			    "cluster"));
+			if (n != NULL && cl != NULL && strcmp(n, snap) == 0) {
+				free(owner);
+				owner = xstrdup(cl);
+			}
+		}
+		json_decref(all);
+	}
 	if ((e = backup_delete(c->d->conf->state_dir, snap, &cause)) != 0) {
 		reply_error(req, errno_status(e), "%s", cause);
 		free(cause);
+		free(owner);
 		return;
 	}
+	if (owner != NULL && (r = htab_get(c->d->reconcilers, owner)) != NULL)
+		reconciler_kick(r, 0);
+	free(owner);
 	log_info("control: snapshot %s deleted (%s)", snap, who);
 	reply_json(req, 200, json_pack("{s:s, s:s}", "name", snap, "result",
 	    "deleted"));
