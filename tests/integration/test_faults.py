@@ -808,7 +808,9 @@ class FaultTest(DaemonTest):
     # --- snapshots --------------------------------------------------------
 
     def test_snapshot_restore_faults(self):
-        self.skipTest("backups land in their own branch")
+        self.skipTest("snapshot and restore faults are not written yet: "
+                      "the backups landed in parallel with this suite "
+                      "(their own faults are in test_backups.py)")
 
 
 class ECFaultTest(DaemonTest):
