@@ -356,6 +356,9 @@ lbk_status(struct lcluster *lc)
 
 	if (bk == NULL)
 		return json_null();
+	/* What is on disk now: snapshots deleted by hand count too. */
+	if (bk->job == NULL)
+		bk_scan(lc);
 	due = bk_next_due(lc, clock_wall_s());
 	if (bk->last_success)
 		format_rfc3339(bk->last_success, a, sizeof a);
