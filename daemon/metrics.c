@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -66,25 +65,6 @@ two_labels(struct strbuf *sb, const char *name, const char *k1,
 	strbuf_printf(sb, "\",%s=\"", k2);
 	label(sb, v2);
 	strbuf_printf(sb, "\"} %.17g\n", value);
-}
-
-static int64_t
-rfc3339_s(const char *s)
-{
-	struct tm	 tm;
-	int		 y, mo, d, h, mi, sec;
-
-	if (s == NULL || sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d", &y, &mo, &d, &h,
-	    &mi, &sec) != 6)
-		return -1;
-	memset(&tm, 0, sizeof tm);
-	tm.tm_year = y - 1900;
-	tm.tm_mon = mo - 1;
-	tm.tm_mday = d;
-	tm.tm_hour = h;
-	tm.tm_min = mi;
-	tm.tm_sec = sec;
-	return (int64_t)timegm(&tm);
 }
 
 static void
@@ -209,7 +189,7 @@ cluster_metrics(struct daemon *d, struct strbuf *sb, size_t *by_phase)
 		{
 			const char *lb = json_string_value(json_object_get(
 			    json_object_get(st, "backups"), "last_success"));
-			int64_t t = rfc3339_s(lb);
+			int64_t t = ecapi_parse_iso8601(lb);
 			if (t > 0)
 				one_label(&backup,
 				    "cachekeeper_last_backup_timestamp_seconds",

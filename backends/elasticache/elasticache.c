@@ -405,6 +405,19 @@ api_errno(const struct ecapi_result *r)
 	return r->err != 0 ? r->err : -EIO;
 }
 
+/* A call with one parameter, as most of this backend's are. */
+static void
+call_one(struct eccl *cl, const char *action, const char *key,
+    const char *value, ecapi_cb cb)
+{
+	struct kvlist	 p;
+
+	memset(&p, 0, sizeof p);
+	kvlist_add(&p, key, value);
+	cl->call = ecapi_call(cl->ctx->api, action, &p, cb, cl);
+	kvlist_free(&p);
+}
+
 /* --- attach and detach ------------------------------------------------- */
 
 static void *
@@ -1052,7 +1065,6 @@ tags_done(const struct ecapi_result *r, void *arg)
 static void
 tags_start(struct eccl *cl)
 {
-	struct kvlist	 p;
 
 	/* AWS refuses tagging calls, listing too, while a group is busy. */
 	if (cl->spec->tags.n == 0 || cl->rg.arn == NULL ||
@@ -1060,11 +1072,8 @@ tags_start(struct eccl *cl)
 		events_start(cl);
 		return;
 	}
-	memset(&p, 0, sizeof p);
-	kvlist_add(&p, "ResourceName", cl->rg.arn);
-	cl->call = ecapi_call(cl->ctx->api, "ListTagsForResource", &p,
-	    tags_done, cl);
-	kvlist_free(&p);
+	call_one(cl, "ListTagsForResource", "ResourceName", cl->rg.arn,
+	    tags_done);
 }
 
 static void
@@ -1123,7 +1132,6 @@ member_done(const struct ecapi_result *r, void *arg)
 static void
 observe_rg(struct eccl *cl)
 {
-	struct kvlist	 p;
 	bool		 fresh;
 
 	fresh = cl->member_at_ms != 0 && !cl->dirty &&
@@ -1136,11 +1144,8 @@ observe_rg(struct eccl *cl)
 			observe_finish(cl);
 		return;
 	}
-	memset(&p, 0, sizeof p);
-	kvlist_add(&p, "CacheClusterId", cl->rg.member_clusters.v[0]);
-	cl->call = ecapi_call(cl->ctx->api, "DescribeCacheClusters", &p,
-	    member_done, cl);
-	kvlist_free(&p);
+	call_one(cl, "DescribeCacheClusters", "CacheClusterId",
+	    cl->rg.member_clusters.v[0], member_done);
 }
 
 static void
@@ -1190,13 +1195,9 @@ describe_one_done(const struct ecapi_result *r, void *arg)
 static void
 describe_one(struct eccl *cl)
 {
-	struct kvlist	 p;
 
-	memset(&p, 0, sizeof p);
-	kvlist_add(&p, "ReplicationGroupId", cl->name);
-	cl->call = ecapi_call(cl->ctx->api, "DescribeReplicationGroups", &p,
-	    describe_one_done, cl);
-	kvlist_free(&p);
+	call_one(cl, "DescribeReplicationGroups", "ReplicationGroupId",
+	    cl->name, describe_one_done);
 }
 
 /* The fleet view answered (or failed): serve everyone who waited. */
@@ -1834,18 +1835,13 @@ gate_member_done(const struct ecapi_result *r, void *arg)
 static void
 gate_next(struct eccl *cl)
 {
-	struct kvlist	 p;
 
 	if (cl->gate_next >= cl->rg.member_clusters.n) {
 		apply_send(cl);
 		return;
 	}
-	memset(&p, 0, sizeof p);
-	kvlist_add(&p, "CacheClusterId",
-	    cl->rg.member_clusters.v[cl->gate_next++]);
-	cl->call = ecapi_call(cl->ctx->api, "DescribeCacheClusters", &p,
-	    gate_member_done, cl);
-	kvlist_free(&p);
+	call_one(cl, "DescribeCacheClusters", "CacheClusterId",
+	    cl->rg.member_clusters.v[cl->gate_next++], gate_member_done);
 }
 
 /* The state gate: the group described now, then each member. */
@@ -2028,7 +2024,6 @@ ec_operate(void *arg, const struct cluster_spec *spec,
     const struct backend_op *op, backend_op_cb cb, void *cbarg)
 {
 	struct eccl	*cl = arg;
-	struct kvlist	 p;
 	char		 stamp[32];
 	time_t		 now = time(NULL);
 	struct tm	 tm;
@@ -2049,11 +2044,8 @@ ec_operate(void *arg, const struct cluster_spec *spec,
 	free(cl->op_shard);
 	cl->op_shard = op->shard ? xstrdup(op->shard) : NULL;
 	cl->uop.shard = cl->op_shard;
-	memset(&p, 0, sizeof p);
-	kvlist_add(&p, "ReplicationGroupId", spec->name);
-	cl->call = ecapi_call(cl->ctx->api, "DescribeReplicationGroups", &p,
-	    op_rg_done, cl);
-	kvlist_free(&p);
+	call_one(cl, "DescribeReplicationGroups", "ReplicationGroupId",
+	    spec->name, op_rg_done);
 }
 
 /* The backend's poll while busy follows the daemon config. */
