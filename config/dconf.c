@@ -40,7 +40,10 @@ static const char *const guard_keys[] = { "max_fraction", "max_count", NULL };
 static const char *const local_keys[] = {
 	"redis_server", "bind", "port_range", "data_dir", "failover_after",
 	"instance_types", "cluster_node_timeout", "migrate_batch",
-	"migrate_pipeline", "migrate_slots", NULL
+	"migrate_pipeline", "migrate_slots", "node_manager", NULL
+};
+static const char *const node_manager_names[] = {
+	"auto", "systemd", "process", NULL
 };
 static const char *const elasticache_keys[] = {
 	"region", "endpoint", "profile", "poll_interval",
@@ -219,6 +222,7 @@ parse_local(struct yctx *c, const struct ynode *m, const char *base,
 	struct kvlist		 types = { 0 };
 	uint64_t		 v;
 	int64_t			 iv;
+	int			 mode;
 	size_t			 i;
 
 	if (ycheck_map(c, m, "local", local_keys) != 0)
@@ -248,6 +252,10 @@ parse_local(struct yctx *c, const struct ynode *m, const char *base,
 	if ((n = ymap_get(m, "migrate_slots")) != NULL &&
 	    yget_int(c, n, "local.migrate_slots", 1, 64, &iv) == 0)
 		d->local.migrate_slots = (int)iv;
+	if ((n = ymap_get(m, "node_manager")) != NULL &&
+	    yget_enum(c, n, "local.node_manager", node_manager_names,
+	    &mode) == 0)
+		d->local.node_manager = (enum node_manager)mode;
 	if ((n = ymap_get(m, "instance_types")) != NULL &&
 	    yget_strmap(c, n, "local.instance_types", 64, 32, &types) == 0) {
 		for (i = 0; i < types.n; i++) {

@@ -22,6 +22,12 @@ enum log_level {
 	LOG_LEVEL_DEBUG,
 };
 
+enum node_manager {
+	NODE_MANAGER_AUTO,
+	NODE_MANAGER_SYSTEMD,	/* cachekeeper-redis@ units over D-Bus */
+	NODE_MANAGER_PROCESS,	/* detached redis-server processes */
+};
+
 struct dconf_local {
 	char		*redis_server;
 	char		*bind;
@@ -35,6 +41,7 @@ struct dconf_local {
 	int		 migrate_batch;		/* keys per MIGRATE */
 	int		 migrate_pipeline;	/* MIGRATEs in flight per slot */
 	int		 migrate_slots;		/* slots moved at once */
+	enum node_manager node_manager;
 };
 
 struct dconf_elasticache {

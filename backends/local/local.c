@@ -31,6 +31,28 @@
 
 static struct local_ctx	*shared;	/* one per daemon, see local.h */
 
+/*
+ * Once per daemon: who runs nodes. A failure with node_manager: systemd
+ * is kept and every node start reports it (node_spawn).
+ */
+static void
+node_manager_start(const struct dconf *conf)
+{
+	const char	*why;
+	char		*cause = NULL;
+
+	if (node_manager_init(conf->local.node_manager, conf->local.data_dir,
+	    &cause) != 0) {
+		log_error("%s", cause);
+		free(cause);
+		return;
+	}
+	if (node_manager_units(&why))
+		log_notice("local nodes: %s", why);
+	else
+		log_info("local nodes run as detached processes: %s", why);
+}
+
 static struct local_ctx *
 ctx_get(const struct backend_env *env)
 {
@@ -39,6 +61,7 @@ ctx_get(const struct backend_env *env)
 		shared->base = env->base;
 		shared->version = node_server_version(
 		    env->conf->local.redis_server);
+		node_manager_start(env->conf);
 	}
 	shared->conf = env->conf;	/* follows reloads */
 	shared->env = env;
@@ -52,9 +75,11 @@ ctx_put(struct local_ctx *c)
 	if (--c->refs > 0)
 		return;
 	free(c->version);
-	free(c);
-	if (c == shared)
+	if (c == shared) {
 		shared = NULL;
+		node_manager_free();
+	}
+	free(c);
 }
 
 void
@@ -540,7 +565,7 @@ step_remove_replicas(struct lcluster *lc, int to, char **cause)
 		log_cluster(LOG_LEVEL_INFO, lc->name, "removing replica %s "
 		    "(port %d, offset %lld)", worst->id, worst->port,
 		    worst->offset);
-		node_kill(worst->pid);
+		node_kill(worst->dir, worst->pid);
 		node_remove_dir(worst->dir);
 		memmove(&lc->nodes[w], &lc->nodes[w + 1],
 		    (lc->nnodes - w - 1) * sizeof *lc->nodes);
@@ -766,7 +791,7 @@ remove_cluster(struct lcluster *lc)
 	lmon_endpoints_stop(lc);
 	lcl_remove_all(lc);
 	for (i = 0; i < lc->nnodes; i++) {
-		node_kill(lc->nodes[i]->pid);
+		node_kill(lc->nodes[i]->dir, lc->nodes[i]->pid);
 		lnode_free(lc->nodes[i]);
 	}
 	free(lc->nodes);

@@ -242,7 +242,7 @@ lcl_node_destroy(struct lcluster *lc, struct lnode *n)
 
 	log_cluster(LOG_LEVEL_INFO, lc->name, "removing node %s (shard %s, "
 	    "port %d)", n->id, n->shard ? n->shard : "-", n->port);
-	node_kill(n->pid);
+	node_kill(n->dir, n->pid);
 	node_remove_dir(n->dir);
 	for (i = 0; i < lc->nnodes; i++)
 		if (lc->nodes[i] == n)

@@ -167,6 +167,8 @@ node_spawn(const char *redis_server, const char *dir, pid_t *pidp,
 	pid_t	 child, node = 0;
 	char	*conf;
 
+	if (node_manager_units(NULL))
+		return node_unit_start(dir, pidp, cause);
 	if (pipe2(pfd, O_CLOEXEC) == -1) {
 		xasprintf(cause, "pipe: %s", strerror(errno));
 		return -errno;
@@ -270,8 +272,12 @@ node_read_pid(const char *dir)
 }
 
 void
-node_kill(pid_t pid)
+node_kill(const char *dir, pid_t pid)
 {
+	if (node_manager_units(NULL)) {
+		node_unit_kill(dir, pid);
+		return;
+	}
 	if (node_pid_alive(pid))
 		kill(pid, SIGKILL);
 }
