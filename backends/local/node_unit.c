@@ -319,7 +319,7 @@ node_unit_start(const char *dir, pid_t *pidp, char **cause)
 {
 	sd_bus_message	*reply = NULL;
 	char		*name, *path = NULL, *state = NULL;
-	pid_t		 pid = 0;
+	pid_t		 pid = 0, last = 0;
 	int		 r, i;
 
 	if ((name = node_unit_name(nu.data_dir, dir)) == NULL) {
@@ -341,22 +341,26 @@ node_unit_start(const char *dir, pid_t *pidp, char **cause)
 	 * pid is wanted here, and systemd knows it once it has forked.
 	 */
 	for (i = 0; i < 500; i++) {
-		if ((pid = unit_main_pid(path)) > 0 && node_pid_alive(pid))
+		if ((last = unit_main_pid(path)) > 0 && node_pid_alive(last)) {
+			pid = last;
 			break;
+		}
 		free(state);
 		state = unit_string(path, SD_UNIT, "ActiveState");
 		if (state != NULL && (strcmp(state, "failed") == 0 ||
 		    (i > 20 && strcmp(state, "inactive") == 0)))
 			break;
-		pid = 0;
 		nap_ms(10);
 	}
 	if (pid <= 0) {
 		char *res = unit_string(path, SD_SERVICE, "Result");
 
-		xasprintf(cause, "%s did not start (%s, %s; see journalctl "
-		    "-u '%s')", name, state != NULL ? state : "unknown",
-		    res != NULL ? res : "unknown", name);
+		xasprintf(cause, "%s did not start (%s, %s, MainPID %ld%s; "
+		    "see journalctl -u '%s')", name,
+		    state != NULL ? state : "unknown",
+		    res != NULL ? res : "unknown", (long)last,
+		    last > 0 ? ", not a redis-server this daemon can see" : "",
+		    name);
 		free(res);
 		r = -ECHILD;
 		goto out;

@@ -3,17 +3,22 @@
 PID 1 of the build machine is not systemd, so the test boots one: the
 real /lib/systemd/systemd as PID 1 of a private PID and mount namespace
 (unshare(1)), with a unit search path (SYSTEMD_UNIT_PATH) holding only
-the shipped cachekeeperd.service and cachekeeper-redis@.service, empty
-stand-ins for the boot targets, and two drop-ins: the daemon runs from the
-build tree with the test's configuration, and daemon and nodes run as
-root instead of the cachekeeper user (no such user here; the polkit rule
-that lets that user manage the nodes' units is checked in
-test_packaging.py). /run, /tmp, /var/tmp and /var/lib are private tmpfs
-mounts in the namespace, /var/lib/cachekeeper is the test's directory:
-nothing of the machine's is touched, and killing PID 1 at the end
-(by pid) takes every process of the namespace with it.
+the shipped cachekeeperd.service and cachekeeper-redis@.service, Debian's
+dbus.socket, dbus.service and polkit.service, and empty stand-ins for
+the boot targets. The one drop-in runs the daemon from the build tree
+with the test's configuration; daemon and nodes run as the cachekeeper
+user of the shipped sysusers.d file, and the daemon manages the nodes'
+units over the system bus, allowed by the shipped polkit rule and
+nothing else. /run, /tmp, /var/tmp and /var/lib are private tmpfs mounts
+in the namespace, /etc/passwd and /etc/group are copies with the
+cachekeeper user added, the polkit rules directories hold only the
+shipped rule, /var/lib/cachekeeper is the test's directory: nothing of
+the machine's is touched, and killing PID 1 at the end (by pid) takes
+every process of the namespace with it.
 
-Then, through systemctl in the namespace, as an operator would:
+Then, through systemctl in the namespace, as an operator would (the
+daemon and the nodes as the cachekeeper user, the daemon talking to
+systemd over the system bus, polkitd deciding with the shipped rule):
 - the daemon, started as cachekeeperd.service, finds it runs under
   systemd (local.node_manager: auto) and starts each node as
   cachekeeper-redis@web-nN.service: the node's process is in that unit's
@@ -47,8 +52,11 @@ REDIS = "/usr/bin/redis-server"
 UNITS = os.path.join(SRCDIR, "packaging", "systemd")
 
 EMPTY_TARGETS = ("cktest.target", "sysinit.target", "basic.target",
-                 "shutdown.target", "network.target",
+                 "shutdown.target", "network.target", "sockets.target",
                  "network-online.target", "multi-user.target")
+DEBIAN_UNITS = ("dbus.socket", "dbus.service", "polkit.service")
+POLKITD = "/usr/lib/polkit-1/polkitd"
+DBUS = "/usr/bin/dbus-daemon"
 
 INNER = r"""
 set -e
@@ -56,6 +64,12 @@ mount --make-rprivate /
 for d in /run /tmp /var/tmp /var/lib; do mount -t tmpfs -o mode=0755 tmpfs $d; done
 mkdir -p /run/systemd/system /var/lib/cachekeeper
 mount --bind "$CK_STATE" /var/lib/cachekeeper
+mount --bind "$CK_TMP/passwd" /etc/passwd
+mount --bind "$CK_TMP/group" /etc/group
+for d in /etc/polkit-1/rules.d /usr/share/polkit-1/rules.d; do
+    if [ -d $d ]; then mount -t tmpfs -o mode=0755 tmpfs $d; fi
+done
+cp "$CK_RULE" /usr/share/polkit-1/rules.d/50-cachekeeper.rules
 exec env -i container=cachekeeper-test SYSTEMD_UNIT_PATH="$CK_UNITS" \
     PATH=/usr/sbin:/usr/bin:/sbin:/bin \
     /lib/systemd/systemd --system --unit=cktest.target \
@@ -73,6 +87,12 @@ def why_not():
         return "systemd is not installed"
     if not os.access(REDIS, os.X_OK):
         return "redis-server is not installed"
+    for path, pkg in ((DBUS, "dbus-daemon"), (POLKITD, "polkitd")):
+        if not os.access(path, os.X_OK):
+            return "%s is not installed (scripts/install-deps)" % pkg
+    for u in DEBIAN_UNITS:
+        if not os.path.exists(os.path.join("/lib/systemd/system", u)):
+            return "no /lib/systemd/system/%s" % u
     return None
 
 
@@ -96,6 +116,7 @@ class SystemdTest(unittest.TestCase):
         cls.base = cklib.free_port_block()
         cls.port = cls.base + 100
         cls.write_units()
+        cls.write_users()
         with open(os.path.join(cls.tmp, "cachekeeperd.yaml"), "w") as f:
             f.write("clusters_dir: %s\nstate_dir: /var/lib/cachekeeper\n"
                     "control_socket: /run/cachekeeper/control.sock\n"
@@ -107,7 +128,9 @@ class SystemdTest(unittest.TestCase):
         # (empty, once PID 1 is gone) ones at the end.
         cls.cgroups_before = cls.cgroup_dirs()
         cls.console = open(os.path.join(cls.tmp, "systemd.log"), "wb")
-        env = dict(os.environ, CK_STATE=cls.state, CK_UNITS=cls.units)
+        env = dict(os.environ, CK_STATE=cls.state, CK_UNITS=cls.units,
+                   CK_TMP=cls.tmp, CK_RULE=os.path.join(
+                       SRCDIR, "packaging", "polkit", "cachekeeper.rules"))
         cls.unshare = subprocess.Popen(
             ["unshare", "--pid", "--fork", "--mount", "--mount-proc",
              "/bin/bash", "-c", INNER], env=env, stdout=cls.console,
@@ -117,6 +140,12 @@ class SystemdTest(unittest.TestCase):
             wait_for(lambda: cls.ctl("is-system-running").stdout.strip()
                      in ("running", "degraded"), 30,
                      what="systemd up in the namespace")
+            # The system bus and polkit, as on a booted machine.
+            r = cls.ctl("start", "dbus.socket", "dbus.service",
+                        "polkit.service")
+            if r.returncode != 0:
+                raise AssertionError("dbus/polkit did not start: %s" %
+                                     r.stderr)
         except BaseException:
             cls.tearDownClass()
             raise
@@ -140,11 +169,13 @@ class SystemdTest(unittest.TestCase):
         for t in EMPTY_TARGETS:
             with open(os.path.join(cls.units, t), "w") as f:
                 f.write("[Unit]\nDescription=%s (empty, for the test)\n" % t)
+        for u in DEBIAN_UNITS:
+            shutil.copy(os.path.join("/lib/systemd/system", u), cls.units)
         d = os.path.join(cls.units, "cachekeeperd.service.d")
         os.makedirs(d)
         with open(os.path.join(d, "test.conf"), "w") as f:
             f.write("[Service]\nExecStart=\nExecStart=%s --config %s\n"
-                    "User=root\nGroup=root\nConfigurationDirectory=\n"
+                    "ConfigurationDirectory=\n"
                     "StandardOutput=append:%s\nStandardError=inherit\n"
                     % (DAEMON, os.path.join(cls.tmp, "cachekeeperd.yaml"),
                        cls.log_path))
@@ -159,10 +190,32 @@ class SystemdTest(unittest.TestCase):
                 for k, v in sorted(sanitizer.items()):
                     f.write("Environment=%s=%s\n" % (k, v))
                 f.write("SystemCallFilter=ptrace\n")
-        d = os.path.join(cls.units, "cachekeeper-redis@.service.d")
-        os.makedirs(d)
-        with open(os.path.join(d, "test.conf"), "w") as f:
-            f.write("[Service]\nUser=root\nGroup=root\n")
+
+    @classmethod
+    def write_users(cls):
+        """/etc/passwd and /etc/group with the user of the shipped
+        sysusers.d file, at a free id (bind-mounted in the namespace)."""
+        with open(os.path.join(UNITS, "cachekeeper.sysusers")) as f:
+            entry = [l.split() for l in f
+                     if l.strip() and not l.startswith("#")][0]
+        name = entry[1]
+        with open("/etc/passwd") as f:
+            passwd = f.read()
+        with open("/etc/group") as f:
+            group = f.read()
+        used = {int(l.split(":")[2]) for l in passwd.splitlines() if l} | \
+            {int(l.split(":")[2]) for l in group.splitlines() if l}
+        uid = next(i for i in range(990, 100, -1) if i not in used)
+        cls.uid = uid
+        if not any(l.startswith(name + ":") for l in passwd.splitlines()):
+            passwd += "%s:x:%d:%d:cachekeeper:/var/lib/cachekeeper:" \
+                "/usr/sbin/nologin\n" % (name, uid, uid)
+        if not any(l.startswith(name + ":") for l in group.splitlines()):
+            group += "%s:x:%d:\n" % (name, uid)
+        for n, text in (("passwd", passwd), ("group", group)):
+            with open(os.path.join(cls.tmp, n), "w") as f:
+                f.write(text)
+            os.chmod(os.path.join(cls.tmp, n), 0o644)
 
     @staticmethod
     def cgroup_dirs():
@@ -310,6 +363,13 @@ class SystemdTest(unittest.TestCase):
                     return parts[2].rsplit("/", 1)[1]
         return None
 
+    def uid_of(self, nspid):
+        with open("/proc/%d/status" % self.host_pid(nspid)) as f:
+            for line in f:
+                if line.startswith("Uid:"):
+                    return int(line.split()[1])
+        return None
+
     def active(self, unit):
         return self.ctl("is-active", unit).stdout.strip()
 
@@ -343,6 +403,9 @@ class SystemdTest(unittest.TestCase):
             self.assertEqual(pid, n["pid"])
             units[nid] = want
         self.assertEqual(self.unit_of(dpid), "cachekeeperd.service")
+        # Nobody runs as root: the daemon and its nodes are cachekeeper.
+        for nspid in [dpid] + [n["pid"] for n in nodes.values()]:
+            self.assertEqual(self.uid_of(nspid), self.uid)
         with Client(port=self.port) as c:
             for i in range(100):
                 c.call("SET", "k%d" % i, "v%d" % i)
