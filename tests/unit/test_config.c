@@ -598,6 +598,20 @@ check_debug(const struct dconf *c, const char *dir)
 }
 
 static void
+check_node_manager_process(const struct dconf *c, const char *dir)
+{
+	(void)dir;
+	assert_int_equal(c->local.node_manager, NODE_MANAGER_PROCESS);
+}
+
+static void
+check_node_manager_default(const struct dconf *c, const char *dir)
+{
+	(void)dir;
+	assert_int_equal(c->local.node_manager, NODE_MANAGER_AUTO);
+}
+
+static void
 check_error_level(const struct dconf *c, const char *dir)
 {
 	(void)dir;
@@ -763,6 +777,13 @@ static const struct dconf_case dconf_cases[] = {
 	{ "log_level_case", "log_level: DEBUG\n",
 	    { "1:12: log_level must be one of error, warning, notice, info or "
 	    "debug, got 'DEBUG'" }, NULL },
+	{ "node_manager_process", "local:\n  node_manager: process\n",
+	    { NULL }, check_node_manager_process },
+	{ "node_manager_default", "local:\n  port_range: 17000-17100\n",
+	    { NULL }, check_node_manager_default },
+	{ "node_manager_unknown", "local:\n  node_manager: docker\n",
+	    { "2:17: local.node_manager must be one of auto, systemd or "
+	    "process, got 'docker'" }, NULL },
 	{ "default_backend_elasticache", "default_backend: elasticache\n",
 	    { NULL }, check_elasticache_backend },
 	{ "default_backend_unknown", "default_backend: docker\n",
