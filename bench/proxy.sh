@@ -62,6 +62,30 @@ until grep -q '^port ' "$tmp/proxy.out" 2>/dev/null; do
 done
 pport=$(awk '/^port / { print $2; exit }' "$tmp/proxy.out")
 
+# The reference forwarder, when installed (apt-get install haproxy):
+# HAProxy in TCP mode with one thread, like the daemon's single loop, to
+# the same redis-server, so that the figures say how much of the overhead
+# is any user-space forwarder's on this machine and how much is ours.
+hport=""
+if ! command -v haproxy >/dev/null; then
+	echo "proxy.sh: no haproxy (apt-get install haproxy): no reference column" >&2
+else
+	hport=$(free_port)
+	printf '%s\n' "global" "	nbthread 1" "	maxconn 1000" "defaults" \
+	    "	mode tcp" "	timeout connect 5s" "	timeout client 1m" \
+	    "	timeout server 1m" "frontend ep" "	bind 127.0.0.1:$hport" \
+	    "	default_backend redis" "backend redis" \
+	    "	server r 127.0.0.1:$rport" >"$tmp/haproxy.cfg"
+	haproxy -db -f "$tmp/haproxy.cfg" >"$tmp/haproxy.log" 2>&1 &
+	pids="$pids $!"
+	i=0
+	until [ "$(redis-cli -p "$hport" ping 2>/dev/null)" = PONG ]; do
+		i=$((i + 1))
+		[ $i -lt 250 ] || { echo "proxy.sh: haproxy did not start" >&2; cat "$tmp/haproxy.log" >&2; exit 1; }
+		sleep 0.02
+	done
+fi
+
 # One redis-benchmark run: "SET rps" and "GET rps" lines. It runs in the
 # background so that a signal is handled at once, not after the run.
 run() {
@@ -78,22 +102,27 @@ median() {
 	sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
 }
 
-echo "redis-server $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/') on :$rport, proxy on :$pport; $(nproc) CPUs"
-echo "redis-benchmark -t set,get -n $n -c $c, median of $repeat runs"
-printf '%-4s %3s %14s %14s %7s\n' test P direct/s proxy/s ratio
+echo "redis-server $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/') on :$rport, proxy on :$pport${hport:+, haproxy $(haproxy -v | awk 'NR == 1 { print $3 }') on :$hport}; $(nproc) CPUs"
+echo "redis-benchmark -t set,get -n $n -c $c, median of $repeat runs, interleaved"
+printf '%-4s %3s %12s %12s %7s %12s %7s %9s\n' test P direct/s proxy/s ratio haproxy/s ratio ours/hap
 for pipe in 1 16; do
-	: >"$tmp/direct" && : >"$tmp/proxy"
+	: >"$tmp/direct" && : >"$tmp/proxy" && : >"$tmp/haproxy"
 	r=0
 	while [ $r -lt "$repeat" ]; do
 		run "$rport" "$pipe" >>"$tmp/direct"
 		run "$pport" "$pipe" >>"$tmp/proxy"
+		[ -z "$hport" ] || run "$hport" "$pipe" >>"$tmp/haproxy"
 		r=$((r + 1))
 	done
 	for t in SET GET; do
 		d=$(awk -v t=$t '$1 == t { print $2 }' "$tmp/direct" | median)
 		p=$(awk -v t=$t '$1 == t { print $2 }' "$tmp/proxy" | median)
-		awk -v t=$t -v P=$pipe -v d="$d" -v p="$p" 'BEGIN {
-			printf "%-4s %3d %14.0f %14.0f %7.2f\n", t, P, d, p, (d > 0 ? p / d : 0)
+		h=$(awk -v t=$t '$1 == t { print $2 }' "$tmp/haproxy" | median)
+		awk -v t=$t -v P=$pipe -v d="$d" -v p="$p" -v h="${h:-0}" 'BEGIN {
+			if (h > 0)
+				printf "%-4s %3d %12.0f %12.0f %7.2f %12.0f %7.2f %9.2f\n", t, P, d, p, (d > 0 ? p / d : 0), h, (d > 0 ? h / d : 0), p / h
+			else
+				printf "%-4s %3d %12.0f %12.0f %7.2f %12s %7s %9s\n", t, P, d, p, (d > 0 ? p / d : 0), "-", "-", "-"
 		}'
 	done
 done
