@@ -1,8 +1,9 @@
 #!/bin/sh
 # bench/proxy.sh: redis-benchmark throughput direct to a redis-server and
 # through the endpoint proxy (bench/proxy_bench), pipelining 1 and 16, and
-# the ratio proxy/direct. Target: >= 0.8. It prints figures; it is not a
-# test. Every process it starts is stopped by pid, also on failure.
+# the ratio proxy/direct (target: >= 0.8); and the same through HAProxy,
+# the reference TCP forwarder, when installed. It prints figures; it is
+# not a test. Every process it starts is stopped by pid, also on failure.
 #
 #   bench/proxy.sh [BUILDDIR]     (default: the current directory)
 #
