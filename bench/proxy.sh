@@ -44,6 +44,7 @@ free_port() {
 
 rport=$(free_port)
 redis-server --save "" --appendonly no --port "$rport" --bind 127.0.0.1 \
+    --unixsocket "$tmp/redis.sock" --unixsocketperm 700 \
     --daemonize no --dir "$tmp" >"$tmp/redis.log" 2>&1 &
 pids="$pids $!"
 i=0
@@ -53,7 +54,14 @@ until [ "$(redis-cli -p "$rport" ping 2>/dev/null)" = PONG ]; do
 	sleep 0.02
 done
 
-"$bin" "$rport" >"$tmp/proxy.out" 2>&1 &
+# Upstream over the node's unix socket, as the daemon does
+# (UPSTREAM=tcp: its TCP port).
+if [ "${UPSTREAM:-unix}" = tcp ]; then
+	up=$rport hup="127.0.0.1:$rport"
+else
+	up=$tmp/redis.sock hup=$tmp/redis.sock
+fi
+"$bin" "$up" >"$tmp/proxy.out" 2>&1 &
 pids="$pids $!"
 i=0
 until grep -q '^port ' "$tmp/proxy.out" 2>/dev/null; do
@@ -76,7 +84,7 @@ else
 	    "	mode tcp" "	timeout connect 5s" "	timeout client 1m" \
 	    "	timeout server 1m" "frontend ep" "	bind 127.0.0.1:$hport" \
 	    "	default_backend redis" "backend redis" \
-	    "	server r 127.0.0.1:$rport" >"$tmp/haproxy.cfg"
+	    "	server r $hup" >"$tmp/haproxy.cfg"
 	haproxy -db -f "$tmp/haproxy.cfg" >"$tmp/haproxy.log" 2>&1 &
 	pids="$pids $!"
 	i=0
@@ -104,7 +112,7 @@ median() {
 }
 
 echo "redis-server $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/') on :$rport, proxy on :$pport${hport:+, haproxy $(haproxy -v | awk 'NR == 1 { print $3 }') on :$hport}; $(nproc) CPUs"
-echo "redis-benchmark -t set,get -n $n -c $c, median of $repeat runs, interleaved"
+echo "redis-benchmark -t set,get -n $n -c $c, median of $repeat runs, interleaved; forwarders to $hup"
 printf '%-4s %3s %12s %12s %7s %12s %7s %9s\n' test P direct/s proxy/s ratio haproxy/s ratio ours/hap
 for pipe in 1 16; do
 	: >"$tmp/direct" && : >"$tmp/proxy" && : >"$tmp/haproxy"

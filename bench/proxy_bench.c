@@ -1,10 +1,11 @@
 /*
  * bench/proxy_bench: the endpoint proxy alone, for bench/proxy.sh.
  *
- *   proxy_bench TARGET_PORT [LISTEN_PORT]
+ *   proxy_bench TARGET [LISTEN_PORT]
  *
  * Listens on 127.0.0.1:LISTEN_PORT (default: a free port), forwards every
- * client to 127.0.0.1:TARGET_PORT, prints "port N" once listening and runs
+ * client to TARGET, 127.0.0.1:PORT or a unix socket path (how the daemon
+ * reaches its nodes), prints "port N" once listening and runs
  * until SIGTERM or SIGINT, then prints how many connections it accepted.
  * Same code as the daemon's proxy, one thread, one event_base.
  */
@@ -12,6 +13,7 @@
 
 #include <sys/types.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -26,13 +28,14 @@
 #include "local/proxy.h"
 #include "util.h"
 
-static struct sockaddr_in	 target;
+static struct sockaddr_storage	 target;
+static socklen_t		 target_len;
 
 static int
 bench_pick(void *arg, struct sockaddr_storage *addr, socklen_t *len)
 {
-	memcpy(addr, &target, sizeof(target));
-	*len = sizeof(target);
+	memcpy(addr, &target, target_len);
+	*len = target_len;
 	return 0;
 }
 
@@ -52,16 +55,31 @@ main(int argc, char **argv)
 	int			 listen_port = 0;
 
 	if (argc < 2 || argc > 3) {
-		fprintf(stderr, "usage: proxy_bench TARGET_PORT "
+		fprintf(stderr, "usage: proxy_bench TARGET_PORT|SOCKET_PATH "
 		    "[LISTEN_PORT]\n");
 		return 2;
 	}
 	if (argc == 3)
 		listen_port = atoi(argv[2]);
 	memset(&target, 0, sizeof(target));
-	target.sin_family = AF_INET;
-	target.sin_port = htons((uint16_t)atoi(argv[1]));
-	target.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (argv[1][0] == '/') {
+		struct sockaddr_un *sun = (struct sockaddr_un *)&target;
+
+		if (strlen(argv[1]) >= sizeof(sun->sun_path)) {
+			fprintf(stderr, "proxy_bench: path too long\n");
+			return 2;
+		}
+		sun->sun_family = AF_UNIX;
+		strcpy(sun->sun_path, argv[1]);
+		target_len = sizeof(*sun);
+	} else {
+		struct sockaddr_in *sin = (struct sockaddr_in *)&target;
+
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons((uint16_t)atoi(argv[1]));
+		sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		target_len = sizeof(*sin);
+	}
 
 	signal(SIGPIPE, SIG_IGN);
 	if ((base = event_base_new()) == NULL) {
