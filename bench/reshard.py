@@ -35,6 +35,7 @@ could not measure). Every process it starts is stopped by its pid.
 
   bench/reshard.py [--keys N] [--value-size N] [--daemon PATH]
                    [--failover-trials N] [--skip-failover] [--skip-reshard]
+                   [--local KEY=VALUE ...]
 """
 
 import argparse
@@ -172,7 +173,9 @@ def stamp(log, text):
 
 def bench_daemon(args, tmp):
     base = free_block()
-    d = Daemon(args.daemon, os.path.join(tmp, "ck"), base)
+    extra = "".join("  %s\n" % kv.replace("=", ": ", 1)
+                    for kv in args.local)
+    d = Daemon(args.daemon, os.path.join(tmp, "ck"), base, extra)
     try:
         d.spec(3, 0)
         wait(lambda: d.available(3), 30, "3 shards")
@@ -307,6 +310,10 @@ def main():
     ap.add_argument("--failover-trials", type=int, default=3)
     ap.add_argument("--skip-failover", action="store_true")
     ap.add_argument("--skip-reshard", action="store_true")
+    ap.add_argument("--local", action="append", default=[],
+                    metavar="KEY=VALUE", help="a daemon config local: "
+                    "setting, e.g. migrate_slots=16 (default: the "
+                    "daemon's defaults)")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="ck-bench-reshard-")
     try:

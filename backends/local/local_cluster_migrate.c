@@ -59,17 +59,42 @@ struct lworker {
 	size_t		*sdlen;
 	char		**tdump;
 	size_t		*tdlen;
+	/* The slot's next keys, asked for right behind the MIGRATEs on the
+	 * same connection: no round trip of its own per batch. */
+	bool		 have_next;
+	char		**next_keys;
+	size_t		*next_klen;
+	size_t		 next_n;
 };
 
 
 static void	worker_fetch(struct lworker *);
 static void	worker_compare(struct lworker *);
+static void	worker_assign(struct lworker *);
+static void	send_migrates(struct lworker *);
+static void	batch_step(struct lworker *);
+
+static void
+worker_drop_next(struct lworker *w)
+{
+	size_t	 i;
+
+	for (i = 0; i < w->next_n; i++)
+		free(w->next_keys[i]);
+	free(w->next_keys);
+	free(w->next_klen);
+	w->next_keys = NULL;
+	w->next_klen = NULL;
+	w->next_n = 0;
+	w->have_next = false;
+}
 
 static void
 worker_reset(struct lworker *w)
 {
 	size_t	 i;
 
+	worker_drop_next(w);
 	for (i = 0; i < w->nkeys; i++) {
 		free(w->keys[i]);
 		if (w->sdump != NULL)
@@ -235,6 +260,46 @@ migrate_done(struct rconn *rc, struct redisReply *reply, const char *err,
 			w->err = xstrdup(reply->str);
 		}
 	}
+	batch_step(w);
+}
+
+/* Copy a GETKEYSINSLOT reply's keys into *keys, *klen. */
+static size_t
+copy_keys(const struct redisReply *reply, char ***keys, size_t **klen)
+{
+	size_t	 i, n = reply->elements;
+
+	*keys = xcalloc(n ? n : 1, sizeof **keys);
+	*klen = xcalloc(n ? n : 1, sizeof **klen);
+	for (i = 0; i < n; i++) {
+		const struct redisReply *e = reply->element[i];
+
+		(*keys)[i] = xreallocarray(NULL, e->len + 1, 1);
+		memcpy((*keys)[i], e->str, e->len);
+		(*keys)[i][e->len] = '\0';
+		(*klen)[i] = e->len;
+	}
+	return n;
+}
+
+static void
+next_keys_done(struct rconn *rc, struct redisReply *reply, const char *err,
+    void *arg)
+{
+	struct lworker	*w = arg;
+
+	worker_drop_next(w);
+	if (reply != NULL && reply->type == REDIS_REPLY_ARRAY) {
+		w->next_n = copy_keys(reply, &w->next_keys, &w->next_klen);
+		w->have_next = true;
+	}
+	batch_step(w);
+}
+
+/* One reply of a batch (its MIGRATEs, the next keys) is in. */
+static void
+batch_step(struct lworker *w)
+{
 	if (--w->pending > 0)
 		return;
 	if (w->failed) {
@@ -246,6 +311,28 @@ migrate_done(struct rconn *rc, struct redisReply *reply, const char *err,
 	}
 	if (w->busykey && !w->replace) {
 		worker_compare(w);
+		return;
+	}
+	if (w->have_next) {
+		/* The batch moved; go on with the keys that came after it. */
+		char	**keys = w->next_keys;
+		size_t	 *klen = w->next_klen, n = w->next_n;
+
+		w->next_keys = NULL;
+		w->next_klen = NULL;
+		w->next_n = 0;
+		worker_reset(w);
+		w->keys = keys;
+		w->klen = klen;
+		w->nkeys = n;
+		if (n == 0) {
+			free(keys);
+			free(klen);
+			w->keys = NULL;
+			w->klen = NULL;
+			worker_assign(w);
+		} else
+			send_migrates(w);
 		return;
 	}
 	worker_fetch(w);
@@ -314,6 +401,11 @@ send_migrates(struct lworker *w)
 		else
 			w->failed = true;
 	}
+	/* Runs after the MIGRATEs: what the slot still holds then. */
+	if (!w->failed && lcl_command(w->m->lc, src, next_keys_done, w,
+	    "CLUSTER GETKEYSINSLOT %d %d", w->slot,
+	    l->migrate_batch * l->migrate_pipeline) == 0)
+		w->pending++;
 	migrate_done(NULL, &(struct redisReply){ .type = REDIS_REPLY_STATUS },
 	    NULL, w);
 }
@@ -479,7 +571,6 @@ keys_done(struct rconn *rc, struct redisReply *reply, const char *err,
     void *arg)
 {
 	struct lworker	*w = arg;
-	size_t		 i;
 
 	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
 		worker_fail(w, "GETKEYSINSLOT: %s", reply ? (reply->str ?
@@ -491,16 +582,7 @@ keys_done(struct rconn *rc, struct redisReply *reply, const char *err,
 		worker_assign(w);
 		return;
 	}
-	w->nkeys = reply->elements;
-	w->keys = xcalloc(w->nkeys, sizeof *w->keys);
-	w->klen = xcalloc(w->nkeys, sizeof *w->klen);
-	for (i = 0; i < w->nkeys; i++) {
-		struct redisReply *e = reply->element[i];
-		w->keys[i] = xreallocarray(NULL, e->len + 1, 1);
-		memcpy(w->keys[i], e->str, e->len);
-		w->keys[i][e->len] = '\0';
-		w->klen[i] = e->len;
-	}
+	w->nkeys = copy_keys(reply, &w->keys, &w->klen);
 	send_migrates(w);
 }
 

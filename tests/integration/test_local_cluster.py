@@ -212,6 +212,25 @@ class ClusterTest(DaemonTest):
                 wait_for(lambda: c.call("CLUSTER", "NODES").count("\n") == 2,
                          15, what="removed nodes forgotten on " + n["id"])
 
+    def test_slot_larger_than_a_fetch(self):
+        """A slot with many more keys than one GETKEYSINSLOT asks for
+        (migrate_batch x migrate_pipeline) moves in rounds, each fetching
+        the next keys behind its MIGRATEs, until it is empty."""
+        d = self.start("  migrate_batch: 7\n  migrate_pipeline: 3\n")
+        d.write("cat.yaml", self.cluster(3, 0))
+        self.wait_settled(d, 3, 0)
+        # A hash tag in the third shard's slots, all of which move when
+        # the cluster shrinks to two shards.
+        tag = next(t for t in ("t%d" % i for i in range(10000))
+                   if key_slot("{%s}" % t) >= 10923)
+        data = self.load(1000, prefix="{%s}:" % tag)
+        data.update(self.load(3000))
+        d.write("cat.yaml", self.cluster(2, 0))
+        st = self.wait_settled(d, 2, 0)
+        self.check(st)
+        self.assert_keys(data)
+        self.assertIn("resharding done", d.log())
+
     def test_replicas_up_and_down(self):
         d = self.start()
         d.write("cat.yaml", self.cluster(3, 1))
