@@ -608,12 +608,30 @@ migrating_done(struct rconn *rc, struct redisReply *reply, const char *err,
 {
 	struct lworker	*w = arg;
 
+	/* The keys, asked for behind it, come next: they decide. */
 	if (!reply_ok(reply)) {
-		worker_fail(w, "SETSLOT MIGRATING: %s", reply ? reply->str :
-		    err);
+		w->failed = true;
+		free(w->err);
+		xasprintf(&w->err, "SETSLOT MIGRATING: %s", reply ?
+		    reply->str : err);
+	}
+}
+
+static void
+first_keys_done(struct rconn *rc, struct redisReply *reply, const char *err,
+    void *arg)
+{
+	struct lworker	*w = arg;
+
+	if (w->failed) {
+		char *e = w->err;
+
+		w->err = NULL;
+		worker_fail(w, "%s", e);
+		free(e);
 		return;
 	}
-	worker_fetch(w);
+	keys_done(rc, reply, err, w);
 }
 
 static void
@@ -621,6 +639,7 @@ importing_done(struct rconn *rc, struct redisReply *reply, const char *err,
     void *arg)
 {
 	struct lworker	*w = arg;
+	const struct dconf_local *l = &w->m->lc->ctx->conf->local;
 	struct lnode	*src, *dst;
 
 	if (!reply_ok(reply)) {
@@ -630,10 +649,19 @@ importing_done(struct rconn *rc, struct redisReply *reply, const char *err,
 	}
 	if (!worker_nodes(w, &src, &dst))
 		return;
+	/*
+	 * MIGRATING, then on the same connection the slot's first keys:
+	 * listed once the slot is migrating, when no key can be added to it
+	 * on the source any more (clients are sent to the target), and
+	 * without a round trip of their own.
+	 */
 	w->phase = W_MIGRATING;
+	w->failed = false;
 	if (lcl_command(w->m->lc, src,
 	    migrating_done, w, "CLUSTER SETSLOT %d MIGRATING %s", w->slot,
-	    w->dst_cid) != 0)
+	    w->dst_cid) != 0 || lcl_command(w->m->lc, src, first_keys_done, w,
+	    "CLUSTER GETKEYSINSLOT %d %d", w->slot, l->migrate_batch *
+	    l->migrate_pipeline) != 0)
 		worker_fail(w, "%s", "source connection lost");
 }
 
