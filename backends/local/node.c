@@ -320,23 +320,50 @@ node_remove_dir(const char *dir)
 char *
 node_server_version(const char *redis_server)
 {
-	char	*cmd, line[256], *v, *end;
-	FILE	*p;
+	char	 line[256], *v, *end;
+	ssize_t	 n;
+	size_t	 len = 0;
+	pid_t	 pid;
+	int	 pfd[2], status, fd;
 
-	/* Run once at start-up, not on the loop's hot path. */
-	xasprintf(&cmd, "'%s' --version 2>/dev/null", redis_server);
-	p = popen(cmd, "r");
-	free(cmd);
-	if (p == NULL)
+	/*
+	 * Run once at start-up, not on the loop's hot path. No shell: the
+	 * path is an argument as it is, whatever characters it holds.
+	 */
+	if (pipe2(pfd, O_CLOEXEC) == -1)
 		return NULL;
-	v = NULL;
-	if (fgets(line, sizeof line, p) != NULL &&
-	    (v = strstr(line, "v=")) != NULL) {
-		v += 2;
-		end = v + strcspn(v, " \n");
-		*end = '\0';
-		v = xstrdup(v);
+	if ((pid = fork()) == -1) {
+		close(pfd[0]);
+		close(pfd[1]);
+		return NULL;
 	}
-	pclose(p);
-	return v;
+	if (pid == 0) {
+		dup2(pfd[1], 1);
+		if ((fd = open("/dev/null", O_RDWR)) != -1) {
+			dup2(fd, 0);
+			dup2(fd, 2);
+		}
+		execl(redis_server, redis_server, "--version", (char *)NULL);
+		_exit(127);
+	}
+	close(pfd[1]);
+	while (len < sizeof line - 1 && (n = read(pfd[0], line + len,
+	    sizeof line - 1 - len)) != 0) {
+		if (n == -1) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		len += (size_t)n;
+	}
+	close(pfd[0]);
+	while (waitpid(pid, &status, 0) == -1 && errno == EINTR)
+		;
+	line[len] = '\0';
+	if ((v = strstr(line, "v=")) == NULL)
+		return NULL;
+	v += 2;
+	end = v + strcspn(v, " \n");
+	*end = '\0';
+	return xstrdup(v);
 }

@@ -1,6 +1,7 @@
 /*
- * Local nodes as cachekeeper-redis@ units (backends/local/node_unit.c):
- * the instance names, checked against systemd-escape(1) itself, since
+ * Local nodes (backends/local/node.c, node_unit.c): the version of the
+ * installed redis-server, and nodes as cachekeeper-redis@ units: the
+ * instance names, checked against systemd-escape(1) itself, since
  * the template's %I undoes exactly that escaping; and the choice of who
  * runs nodes where systemd is not PID 1. Booting systemd to start real
  * units is tests/integration/test_systemd.py.
@@ -110,6 +111,38 @@ test_manager_without_systemd(void **state)
 	node_manager_free();
 }
 
+/* The version of a redis-server whose path a shell would choke on. */
+static void
+test_server_version_odd_path(void **state)
+{
+	char	 path[] = "/tmp/ck-node-unit-XXXXXX", *bin, *want, *got;
+	FILE	*p;
+	char	 line[256];
+
+	(void)state;
+	if (access("/usr/bin/redis-server", X_OK) != 0)
+		skip();	/* reported as skipped: no redis-server here */
+	assert_non_null(mkdtemp(path));
+	xasprintf(&bin, "%s/redis 'q$x;", path);
+	assert_int_equal(symlink("/usr/bin/redis-server", bin), 0);
+	p = popen("/usr/bin/redis-server --version", "r");
+	assert_non_null(p);
+	assert_non_null(fgets(line, sizeof line, p));
+	pclose(p);
+	want = strstr(line, "v=");
+	assert_non_null(want);
+	want += 2;
+	want[strcspn(want, " \n")] = '\0';
+	got = node_server_version(bin);
+	unlink(bin);
+	rmdir(path);
+	free(bin);
+	assert_non_null(got);
+	assert_string_equal(got, want);
+	free(got);
+	assert_null(node_server_version("/nonexistent/redis-server"));
+}
+
 int
 main(void)
 {
@@ -117,6 +150,7 @@ main(void)
 		cmocka_unit_test(test_names_match_systemd_escape),
 		cmocka_unit_test(test_names_outside_data_dir),
 		cmocka_unit_test(test_manager_without_systemd),
+		cmocka_unit_test(test_server_version_odd_path),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
