@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "daemon.h"
+#include "htab.h"
 #include "log.h"
 #include "notify.h"
 #include "util.h"
@@ -34,8 +35,9 @@ static void
 log_file_errors(struct daemon *d, const struct diags *errs)
 {
 	struct strbuf	 sb;
+	struct htab	*before;
 	size_t		 i;
-	char		*s;
+	char		*s, *prev, *line, *p;
 
 	strbuf_init(&sb);
 	for (i = 0; i < errs->n; i++) {
@@ -44,20 +46,29 @@ log_file_errors(struct daemon *d, const struct diags *errs)
 		strbuf_puts(&sb, "\n");
 		free(s);
 	}
-	if (d->file_errors_seen == NULL ||
-	    strcmp(d->file_errors_seen, sb.s) != 0) {
-		for (i = 0; i < errs->n; i++) {
-			s = diag_format(&errs->v[i]);
-			/* Never repeat a line the previous scan reported. */
-			if (d->file_errors_seen == NULL ||
-			    strstr(d->file_errors_seen, s) == NULL)
-				log_warnx("spec error: %s", s);
-			free(s);
-		}
-		free(d->file_errors_seen);
-		d->file_errors_seen = strbuf_detach(&sb);
+	if (d->file_errors_seen != NULL &&
+	    strcmp(d->file_errors_seen, sb.s) == 0) {
+		strbuf_free(&sb);
+		return;
 	}
-	strbuf_free(&sb);
+	/* Never repeat a line the previous scan reported: a set of them,
+	 * so that thousands of bad files cost linear time. */
+	before = htab_new();
+	prev = d->file_errors_seen != NULL ? xstrdup(d->file_errors_seen) :
+	    NULL;
+	for (p = prev; p != NULL && (line = strsep(&p, "\n")) != NULL;)
+		if (*line != '\0')
+			htab_put(before, line, (void *)1);
+	for (i = 0; i < errs->n; i++) {
+		s = diag_format(&errs->v[i]);
+		if (htab_get(before, s) == NULL)
+			log_warnx("spec error: %s", s);
+		free(s);
+	}
+	htab_free(before);
+	free(prev);
+	free(d->file_errors_seen);
+	d->file_errors_seen = strbuf_detach(&sb);
 }
 
 /*

@@ -140,6 +140,23 @@ class WatchTest(DaemonTest):
                  d.status("alpha")["endpoints"].get("nodes") == 4,
                  what="alpha fixed")
 
+    def test_file_error_logged_once(self):
+        """A broken file is reported once, not again at every scan that
+        finds it still broken, also when another file's errors change."""
+        d = self.start()
+        d.write("b.yaml", spec("beta"))
+        d.write("bad1.yaml", "apiVersion: [\n")
+        d.write("bad2.yaml", "kind: [\n")
+        d.wait_log("spec error: %s/bad2.yaml:" % d.specs)
+        d.wait_log("spec error: %s/bad1.yaml:" % d.specs)
+        d.write("bad2.yaml", "kind: {\n\n\n")
+        d.wait_log("spec error: %s/bad2.yaml:" % d.specs, count=2)
+        d.write("b.yaml", spec("beta", extra="cluster_size: 2"))
+        wait_for(lambda: d.status("beta")["endpoints"].get("nodes") == 2,
+                 what="beta at 2 nodes")
+        self.assertEqual(d.log().count("spec error: %s/bad1.yaml:" %
+                                       d.specs), 1)
+
     def test_duplicate_name_keeps_running_definition(self):
         d = self.start()
         d.write("a.yaml", spec("alpha", extra="cluster_size: 3"))
