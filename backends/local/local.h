@@ -34,6 +34,9 @@ struct redisReply;
 struct lcl;
 struct lcl_round;
 struct lbk;
+struct http;
+struct credchain;
+struct aws_creds;
 
 #define LOCAL_CONNECT_TIMEOUT_MS	500
 #define LOCAL_PING_TIMEOUT_MS		500
@@ -53,6 +56,10 @@ struct local_ctx {
 	const struct backend_env *env;
 	char			*version;	/* of the installed redis-server */
 	int			 refs;
+	/* backups.s3: the credentials chain, and the client it fetches
+	 * over; made at the first need. */
+	struct http		*http;
+	struct credchain	*s3chain;
 };
 
 struct lnode {
@@ -193,6 +200,18 @@ struct lcluster {
 	int			 restore_fd;
 	struct event		*restore_ev;
 };
+
+/*
+ * local.c: credentials for backups.s3 from the daemon's chain
+ * (credchain.h: environment, profile elasticache.profile, web identity,
+ * IMDSv2), as credchain_get() answers: 1 with *out (valid until the next
+ * call), 0 while they are being fetched (ask again on a later tick),
+ * -EACCES with *why.
+ */
+int		 local_s3_creds(struct local_ctx *, const struct aws_creds **out,
+		    const char **why);
+/* S3 said the credentials expired: the next local_s3_creds() fetches. */
+void		 local_s3_creds_expired(struct local_ctx *);
 
 /* local_state.c */
 int		 lstate_load(struct lcluster *, char **cause);

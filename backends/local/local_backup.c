@@ -30,6 +30,7 @@
 #include <openssl/evp.h>
 
 #include "backup.h"
+#include "elasticache/credchain.h"
 #include "local.h"
 #include "log.h"
 #include "node.h"
@@ -819,15 +820,23 @@ static bool
 bk_s3_forget(struct lcluster *lc, const char *name)
 {
 	struct lbk	*bk = lc->bk;
+	const struct aws_creds *cr;
+	const char	*no;
 	json_t		*m;
 	char		*path, *cause = NULL;
 	pid_t		 pid;
+	int		 status;
 
 	if (bk->del_pid > 0) {
-		if (waitpid(bk->del_pid, NULL, WNOHANG) == 0)
+		if (waitpid(bk->del_pid, &status, WNOHANG) == 0)
 			return false;
 		bk->del_pid = 0;
+		if (WIFEXITED(status) && WEXITSTATUS(status) ==
+		    BACKUP_S3_EXIT_EXPIRED)
+			local_s3_creds_expired(lc->ctx);
 	}
+	if (local_s3_creds(lc->ctx, &cr, &no) != 1)
+		return false;	/* the next scan tries again */
 	xasprintf(&path, "%s/backups/%s/%s/manifest.json", bk_root(lc),
 	    lc->name, name);
 	m = json_load_file(path, 0, NULL);
@@ -835,9 +844,11 @@ bk_s3_forget(struct lcluster *lc, const char *name)
 	if (m == NULL)
 		return true;
 	if ((pid = fork()) == 0) {
-		if (backup_s3_delete(&lc->ctx->conf->s3, name, m, &cause) != 0)
-			_exit(1);
-		_exit(0);
+		int e = backup_s3_delete(&lc->ctx->conf->s3, cr, name, m,
+		    &cause);
+
+		_exit(e == 0 ? 0 : e == -EKEYEXPIRED ?
+		    BACKUP_S3_EXIT_EXPIRED : 1);
 	}
 	json_decref(m);
 	if (pid < 0)
@@ -853,10 +864,12 @@ static void
 bk_s3_tick(struct lcluster *lc)
 {
 	struct lbk	*bk = lc->bk;
+	const struct aws_creds *cr;
+	const char	*no;
 	char		*dir, *mk, *cause = NULL, why[1024], *m;
 	json_t		*l, *e;
 	int64_t		 now = clock_wall_s();
-	int		 status, fds[2];
+	int		 status, fds[2], got;
 	ssize_t		 n;
 	size_t		 i;
 	pid_t		 r;
@@ -883,7 +896,18 @@ bk_s3_tick(struct lcluster *lc)
 				free(bk->last_error);
 				bk->last_error = NULL;
 			}
+		} else if (r > 0 && WIFEXITED(status) && WEXITSTATUS(status) ==
+		    BACKUP_S3_EXIT_EXPIRED && bk->up_backoff_s == 0) {
+			/* New credentials, and at once, once. */
+			local_s3_creds_expired(lc->ctx);
+			bk->up_backoff_s = 1;
+			log_cluster(LOG_LEVEL_INFO, lc->name, "upload of %s: "
+			    "S3 says the credentials expired; fetching new "
+			    "ones", bk->up_snap);
 		} else {
+			if (r > 0 && WIFEXITED(status) && WEXITSTATUS(status) ==
+			    BACKUP_S3_EXIT_EXPIRED)
+				local_s3_creds_expired(lc->ctx);
 			bk->up_backoff_s = bk->up_backoff_s ?
 			    bk->up_backoff_s * 2 : 2;
 			if (bk->up_backoff_s > 300)
@@ -903,6 +927,17 @@ bk_s3_tick(struct lcluster *lc)
 	}
 	if (now < bk->up_retry_at || bk->up_pending == 0)
 		return;
+	if ((got = local_s3_creds(lc->ctx, &cr, &no)) == 0)
+		return;		/* being fetched: a later tick */
+	if (got < 0) {
+		bk->up_retry_at = now + CREDCHAIN_RETRY_MS / 1000;
+		xasprintf(&m, "upload to S3: %s, will retry in %ds", no,
+		    CREDCHAIN_RETRY_MS / 1000);
+		bk_set_error(lc, m);
+		free(m);
+		lcluster_changed(lc);
+		return;
+	}
 	l = backup_list(bk_root(lc), lc->name);
 	json_array_foreach(l, i, e) {
 		const char *name = json_string_value(json_object_get(e,
@@ -918,10 +953,11 @@ bk_s3_tick(struct lcluster *lc)
 		}
 		if ((bk->up_pid = fork()) == 0) {
 			close(fds[0]);
-			if (backup_s3_upload(&lc->ctx->conf->s3, dir, name,
-			    &cause) != 0) {
+			if ((got = backup_s3_upload(&lc->ctx->conf->s3, cr,
+			    dir, name, &cause)) != 0) {
 				dprintf(fds[1], "%s", cause ? cause : "error");
-				_exit(1);
+				_exit(got == -EKEYEXPIRED ?
+				    BACKUP_S3_EXIT_EXPIRED : 1);
 			}
 			(void)unlink(mk);
 			_exit(0);
@@ -937,7 +973,7 @@ bk_s3_tick(struct lcluster *lc)
 		bk->up_fd = fds[0];
 		bk->up_snap = xstrdup(name);
 		log_cluster(LOG_LEVEL_INFO, lc->name, "uploading snapshot %s "
-		    "to S3", name);
+		    "to S3 (credentials from %s)", name, cr->source);
 		break;
 	}
 	json_decref(l);

@@ -404,7 +404,22 @@ lrs_tick(struct lcluster *lc)
 	    lc->restore_from)) == NULL && lc->ctx->conf->s3.bucket != NULL &&
 	    !lc->restore_fetched) {
 		/* Not here: fetch it from S3 first, then come back. */
+		const struct aws_creds *cr;
+		const char *no;
+		int got;
+
 		free(x);
+		if ((got = local_s3_creds(lc->ctx, &cr, &no)) == 0)
+			return;		/* being fetched: a later tick */
+		if (got < 0) {
+			xasprintf(&lc->restore_error, "restore from snapshot "
+			    "%s failed: fetching it from S3: %s",
+			    lc->restore_from, no);
+			log_cluster(LOG_LEVEL_ERROR, lc->name, "%s",
+			    lc->restore_error);
+			lcluster_changed(lc);
+			return;
+		}
 		if (pipe2(fds, O_CLOEXEC) != 0)
 			return;
 		log_cluster(LOG_LEVEL_NOTICE, lc->name, "fetching snapshot %s "
@@ -413,7 +428,7 @@ lrs_tick(struct lcluster *lc)
 			char *cause = NULL;
 
 			close(fds[0]);
-			if (backup_s3_fetch(&lc->ctx->conf->s3,
+			if (backup_s3_fetch(&lc->ctx->conf->s3, cr,
 			    lc->ctx->conf->state_dir, lc->restore_from,
 			    &cause) != 0) {
 				dprintf(fds[1], "fetching it from S3: %s",

@@ -491,10 +491,16 @@ class BackupTest(DaemonTest):
                           p.stdout.decode(errors="replace")[-300:])
         return binary
 
-    def s3rver_start(self, binary, port, data):
+    def s3rver_start(self, binary, port, data, any_key=False):
         log = open(os.path.join(self.tmp, "s3rver.log"), "ab")
-        p = subprocess.Popen([binary, "-d", data, "-a", "127.0.0.1", "-p",
-                              str(port), "--configure-bucket", "ckb"],
+        cmd = [binary]
+        if any_key:     # any access key id, each logged once
+            cmd = [shutil.which("node"), os.path.join(
+                os.path.dirname(os.path.abspath(__file__)),
+                "s3rver_anykey.js"), os.path.join(os.path.dirname(
+                    os.path.dirname(binary)), "s3rver")]
+        p = subprocess.Popen(cmd + ["-d", data, "-a", "127.0.0.1", "-p",
+                                    str(port), "--configure-bucket", "ckb"],
                              stdout=log, stderr=subprocess.STDOUT)
         log.close()
         self.addCleanup(self.s3rver_stop, p)
@@ -615,6 +621,100 @@ class BackupTest(DaemonTest):
             self.assertEqual(objs["snaps/s3two/s1.rdb"], f.read())
         self.assertIn("snaps/s3two/manifest.json", objs)
         self.assertIsNone(self.backups(d)["last_error"])
+
+    def test_s3_credentials_from_instance_metadata_refreshed(self):
+        # No keys in the environment or the shared files: the daemon's
+        # credentials chain (the ElastiCache backend's) finds them in the
+        # emulator's IMDSv2, fetches new ones when they near expiry, and
+        # no secret of them is ever written anywhere.
+        from test_elasticache import Emulator, have_botocore
+        if not have_botocore():
+            self.skipTest("the emulator needs Debian's python3-botocore")
+        binary = self.s3rver_bin()
+        emu = Emulator()
+        self.addCleanup(emu.stop)
+        # 10 s credentials: fresh for 8 s (the chain refreshes a fifth of
+        # their life ahead).
+        emu.control("imds", {"expiry_seconds": 10})
+        s3port = self.base + 110
+        data = os.path.join(self.tmp, "s3data")
+        os.makedirs(data)
+        self.s3rver_start(binary, s3port, data, any_key=True)
+        now = datetime.datetime.now(datetime.timezone.utc)
+        sw, mw = windows(now + datetime.timedelta(hours=12))
+        d = self.daemon(binary=DAEMON, env={
+            "AWS_EC2_METADATA_DISABLED": "",
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT": emu.url})
+        self.assertNotIn("AWS_ACCESS_KEY_ID", d.env)
+        with open(d.conf, "w") as f:
+            f.write("clusters_dir: %s\nstate_dir: %s\nresync_interval: 5s\n"
+                    "local:\n  port_range: %d-%d\nbackups:\n  s3:\n"
+                    "    bucket: ckb\n    prefix: imds/\n"
+                    "    region: us-east-1\n"
+                    "    endpoint: http://127.0.0.1:%d\n"
+                    % (d.specs, d.state, self.base, self.base + 99, s3port))
+        self.start(d=d)
+        d.write("web.yaml", self.group(size=1, window=sw))
+        self.wait_available(d)
+        with Client(port=self.port) as c:
+            for i in range(20):
+                c.call("SET", "k%d" % i, "v%d" % i)
+        secrets, keys = [], []
+
+        def remember():
+            cur = emu.control("imds")["current"]
+            if cur and cur["SecretAccessKey"] not in secrets:
+                secrets.append(cur["SecretAccessKey"])
+                secrets.append(cur["Token"])
+                keys.append(cur["AccessKeyId"])
+            return cur
+        for n, snap in enumerate(("imdsone", "imdstwo")):
+            if n == 1:
+                # Past the first keys' refresh point.
+                first = emu.control("imds")["current"]["AccessKeyId"]
+                time.sleep(8.5)
+            self.cli(d, "snapshot", "web", "--name", snap)
+            wait_for(lambda: "imds/%s/manifest.json" % snap in
+                     self.s3_objects(data), 30, interval=0.1,
+                     what="%s uploaded" % snap)
+            remember()
+            objs = self.s3_objects(data)
+            with open(os.path.join(d.state, "backups", "web", snap,
+                                   "s1.rdb"), "rb") as f:
+                self.assertEqual(objs["imds/%s/s1.rdb" % snap], f.read())
+        wait_for(lambda: self.backups(d)["s3"]["pending"] == 0, 10,
+                 interval=0.1, what="nothing pending")
+        self.assertNotEqual(emu.control("imds")["current"]["AccessKeyId"],
+                            first, "the second upload used new keys")
+        # S3 saw both instance keys, and no other.
+        with open(os.path.join(self.tmp, "s3rver.log"),
+                  errors="replace") as f:
+            seen = [l.split()[2] for l in f if l.startswith("access key ")]
+        self.assertEqual(seen, keys)
+        self.assertEqual(len(set(keys)), 2)
+        log = d.log()
+        self.assertEqual(log.count("s3: credentials from instance metadata "
+                                   "(role cachekeeper-role)"), 2, log)
+        self.assertIn("uploading snapshot imdstwo to S3 (credentials from "
+                      "instance metadata (role cachekeeper-role))", log)
+        st = self.backups(d)
+        self.assertIsNone(st["last_error"])
+        self.assertTrue(st["s3"]["last_upload"])
+        # The secrets: never in the log, the status or any file the daemon
+        # keeps.
+        self.assertEqual(len(secrets), 4)
+        texts = [log, json.dumps(d.status("web")),
+                 self.cli(d, "status", "-o", "json").stdout.decode(),
+                 self.cli(d, "snapshots", "-o", "json").stdout.decode()]
+        for root, _, files in os.walk(d.state):
+            for n in files:
+                p = os.path.join(root, n)
+                if os.path.isfile(p) and not n.endswith(".rdb"):
+                    with open(p, "rb") as f:
+                        texts.append(f.read().decode(errors="replace"))
+        for sec in secrets:
+            for t in texts:
+                self.assertNotIn(sec, t)
 
     def test_s3_retention_deletes_remote_copy(self):
         binary = self.s3rver_bin()
