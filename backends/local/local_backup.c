@@ -94,6 +94,10 @@ struct lbk {
 	int		 count;
 	char		*last_error;
 	int64_t		 retry_at;	/* wall s */
+	/* A due automatic snapshot waiting for the cluster: why, since. */
+	char		*postponed;
+	int64_t		 postponed_since;	/* wall s */
+	int64_t		 postponed_window;	/* start of its window */
 	uint64_t	 scan_ms;
 	/* S3: one upload child at a time, one deletion child. */
 	pid_t		 up_pid;
@@ -302,6 +306,7 @@ lbk_free(struct lcluster *lc)
 		(void)waitpid(bk->del_pid, NULL, WNOHANG);
 	free(bk->up_snap);
 	free(bk->last_error);
+	free(bk->postponed);
 	free(bk);
 	lc->bk = NULL;
 }
@@ -369,6 +374,14 @@ lbk_status(struct lcluster *lc)
 	    bk->last_success ? a : NULL, "next_due", due ? b : NULL,
 	    "last_error", bk->last_error, "snapshots", bk->count,
 	    "in_progress", bk->job ? bk->job->name : NULL);
+	if (bk->postponed != NULL) {
+		format_rfc3339(bk->postponed_since, a, sizeof a);
+		format_rfc3339(bk->postponed_window + (int64_t)bk->win.len *
+		    60, b, sizeof b);
+		json_object_set_new(j, "postponed", json_pack("{s:s, s:s, "
+		    "s:s}", "reason", bk->postponed, "since", a,
+		    "until_window_end", b));
+	}
 	if (lc->ctx->conf->s3.bucket != NULL) {
 		if (bk->last_upload)
 			format_rfc3339(bk->last_upload, a, sizeof a);
@@ -1144,12 +1157,61 @@ lbk_final(struct lcluster *lc, backend_op_cb cb, void *arg, char **cause)
 	return r;
 }
 
+/*
+ * A due automatic snapshot waits for the cluster (a reshard, a failover,
+ * a node down, the maintenance window): said once at info level and in
+ * the status, until it is taken or its window closes.
+ */
+static void
+bk_postpone(struct lcluster *lc, int64_t now, const char *why)
+{
+	struct lbk	*bk = lc->bk;
+	char		 end[40];
+
+	if (bk->postponed != NULL && strcmp(bk->postponed, why) == 0)
+		return;
+	if (bk->postponed == NULL) {
+		bk->postponed_since = now;
+		bk->postponed_window = window_last_start(&bk->win, now);
+	}
+	format_rfc3339(bk->postponed_window + (int64_t)bk->win.len * 60, end,
+	    sizeof end);
+	log_cluster(LOG_LEVEL_INFO, lc->name, "automatic snapshot postponed: "
+	    "%s; it is taken as soon as that ends, until the window closes at "
+	    "%s", why, end);
+	free(bk->postponed);
+	bk->postponed = xstrdup(why);
+	lcluster_changed(lc);
+}
+
+/* The snapshot is being taken, or its window closed without it. */
+static void
+bk_postpone_end(struct lcluster *lc, int64_t now)
+{
+	struct lbk	*bk = lc->bk;
+	char		*m;
+
+	if (bk->postponed == NULL)
+		return;
+	if (now >= bk->postponed_window + (int64_t)bk->win.len * 60 &&
+	    bk->last_auto < bk->postponed_window) {
+		xasprintf(&m, "automatic snapshot missed: %s until its window "
+		    "closed", bk->postponed);
+		bk_set_error(lc, m);
+		free(m);
+	}
+	free(bk->postponed);
+	bk->postponed = NULL;
+	lcluster_changed(lc);
+}
+
 /* From the monitor's tick: is an automatic snapshot due? */
 void
 lbk_tick(struct lcluster *lc)
 {
 	struct lbk	*bk = lc->bk;
 	char		 stamp[32], *name, *cause = NULL;
+	const char	*why;
 	int64_t		 now = clock_wall_s(), due;
 	time_t		 tt = (time_t)now;
 	struct tm	 tm;
@@ -1163,10 +1225,16 @@ lbk_tick(struct lcluster *lc)
 		bk_scan(lc);
 		bk_retain(lc);
 	}
-	if ((due = bk_next_due(lc, now)) == 0 || due > now)
+	if ((due = bk_next_due(lc, now)) == 0 || due > now) {
+		bk_postpone_end(lc, now);
 		return;
-	if (window_contains(&bk->mwin, now) || bk_busy(lc) != NULL)
+	}
+	if ((why = window_contains(&bk->mwin, now) ? "the maintenance window "
+	    "is open" : bk_busy(lc)) != NULL) {
+		bk_postpone(lc, now, why);
 		return;		/* later in the same window */
+	}
+	bk_postpone_end(lc, now);
 	gmtime_r(&tt, &tm);
 	strftime(stamp, sizeof stamp, "%Y%m%d%H%M", &tm);
 	xasprintf(&name, "%s-auto-%s", lc->name, stamp);

@@ -295,6 +295,98 @@ class BackupTest(DaemonTest):
                 s["phase"] == "available"
         wait_for(moved, 30, interval=0.2, what="shard s2 failed over")
 
+    def test_busy_at_window_start_postponed_then_taken_once(self):
+        # The snapshot window opens while the cluster reshards (2 shards
+        # to 3): no snapshot while it moves slots, the status says it is
+        # postponed, why and until when; once the reshard is done it is
+        # taken, inside the window, once. One slot and one key at a time,
+        # so the reshard outlasts the window's start.
+        now = datetime.datetime.now(datetime.timezone.utc)
+        sw, mw = windows(now + datetime.timedelta(hours=12))
+        d = self.start(extra_conf="  migrate_slots: 1\n  migrate_batch: 1\n"
+                       "  migrate_pipeline: 1\n")
+
+        def cat(shards, window):
+            return spec("cat", backend="local", extra=(
+                "port: %d\ncluster_mode:\n  enabled: true\n"
+                "  num_node_groups: %d\n  replicas_per_node_group: 0\n"
+                "snapshot_window: \"%s\"\nmaintenance_window: \"%s\"\n"
+                "snapshot_retention_limit: 1\n"
+                % (self.port, shards, window, mw)))
+        d.write("cat.yaml", cat(2, sw))
+
+        def settled(n):
+            def ok():
+                d.alive()
+                st = d.status("cat")
+                if not st or st["phase"] != "available" or \
+                        st["endpoints"].get("cluster_state") != "ok" or \
+                        len(st["endpoints"]["nodes"]) != n or \
+                        st["observed_generation"] != st["generation"]:
+                    return None
+                return st
+            return ok
+        wait_for(settled(2), 40, interval=0.1, what="2 shards")
+        c = ClusterClient([("127.0.0.1", self.port)])
+        try:
+            for i in range(30000):
+                c.call("SET", "k%d" % i, "v" * 100, key="k%d" % i)
+        finally:
+            c.close()
+        self.assertEqual(self.backups(d, "cat")["snapshots"], 0)
+        # Stopped: one more shard, and a window that opens 5 s after the
+        # daemon is back (its clock moved by the test hook), while the
+        # reshard (which starts about 3 s after, and moves 10000 keys one
+        # by one) is under way.
+        d.stop()
+        start = (int(time.time()) + 12 * 3600) // 60 * 60
+        ws = datetime.datetime.fromtimestamp(start, datetime.timezone.utc)
+        we = ws + datetime.timedelta(minutes=60)
+        win = "%02d:%02d-%02d:%02d" % (ws.hour, ws.minute, we.hour,
+                                       we.minute)
+        d.write("cat.yaml", cat(3, win))
+        d = self.start(offset=start - 5 - int(time.time()), d=d)
+        wait_for(lambda: "resharding: moving" in d.log(), 20,
+                 interval=0.05, what="the reshard started")
+        b = wait_for(lambda: (self.backups(d, "cat") or {}).get(
+            "postponed") and self.backups(d, "cat"), 30, interval=0.05,
+            what="the snapshot postponed")
+        self.assertIn("resharding", b["postponed"]["reason"])
+        since = datetime.datetime.fromisoformat(
+            b["postponed"]["since"].replace("Z", "+00:00"))
+        self.assertGreaterEqual(since, ws)
+        self.assertEqual(b["postponed"]["until_window_end"],
+                         we.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        due = datetime.datetime.fromisoformat(b["next_due"].replace(
+            "Z", "+00:00"))
+        self.assertTrue(ws <= due < we, due)     # now: as soon as it can
+        self.assertEqual(b["snapshots"], 0)
+        self.assertIsNone(b["in_progress"])
+        self.assertEqual(self.snap_dirs(d, "cat"), [])
+        log = d.log()
+        self.assertIn("automatic snapshot postponed: the cluster is not "
+                      "available (resharding", log)
+        self.assertNotIn("resharding done", log)
+        # Then the reshard ends and the snapshot follows, of 3 shards.
+        wait_for(settled(3), 120, interval=0.2, what="3 shards")
+        b = self.wait_snapshots(d, 1, "cat", timeout=30)
+        self.assertNotIn("postponed", b)
+        self.assertIsNone(b["last_error"])
+        (snap,) = self.snap_dirs(d, "cat")
+        m = self.check_files(d, snap, "cat")
+        self.assertEqual(m["type"], "automatic")
+        self.assertEqual([x["id"] for x in m["shards"]], ["s1", "s2", "s3"])
+        self.assertTrue(start <= m["created_at_unix"] < start + 3600,
+                        m["created_at"])
+        log = d.log()
+        self.assertLess(log.index("resharding done"),
+                        log.index("snapshot %s (automatic) started" % snap))
+        self.assertEqual(log.count("automatic snapshot postponed"), 1)
+        # Once: nothing more in the same window.
+        time.sleep(2)
+        self.assertEqual(self.snap_dirs(d, "cat"), [snap])
+        self.assertEqual(d.log().count("(automatic) started"), 1)
+
     def test_restore_same_layout_other_layout_and_corrupt(self):
         now = datetime.datetime.now(datetime.timezone.utc)
         sw, mw = windows(now + datetime.timedelta(hours=12))
