@@ -197,6 +197,9 @@ struct lcluster {
 	pid_t			 restore_pid;
 	bool			 restore_fetching; /* from S3 */
 	bool			 restore_fetched;
+	bool			 restore_placing; /* RDBs going in place, the
+						    nodes not started yet */
+	bool			 restore_placed;  /* the primaries start on them */
 	int			 restore_fd;
 	struct event		*restore_ev;
 };
@@ -278,6 +281,17 @@ int		 lbk_final(struct lcluster *, backend_op_cb cb, void *arg,
 		    char **cause);
 /* local_restore.c: load spec.restore_from once the cluster is created. */
 void		 lrs_tick(struct lcluster *);
+/*
+ * At creation, before any node starts: whether spec.restore_from names a
+ * snapshot on this host with the layout s creates (see local_restore.c);
+ * if so lc->restore_placing is set, and the caller creates the nodes
+ * without starting them, then calls lrs_place_start(), which starts
+ * them (and the monitor) once each primary's RDB is in place. When it
+ * fails (-errno, *cause), nothing was started: start them as usual, the
+ * keys are loaded later.
+ */
+bool		 lrs_same_layout(struct lcluster *, const struct cluster_spec *);
+int		 lrs_place_start(struct lcluster *, char **cause);
 void		 lrs_free(struct lcluster *);
 /* Call an operation's cb from the loop; msg is taken over. */
 void		 lbk_answer(struct lcluster *, backend_op_cb cb, void *arg,

@@ -431,7 +431,26 @@ class BackupTest(DaemonTest):
         wait_for(lambda: d.status("web2") and d.status("web2")["phase"] ==
                  "available", 40, interval=0.1, what="web2 restored")
         check(p2)
-        self.assertIn("restored from snapshot src1", d.log())
+        log = d.log()
+        self.assertIn("cluster web2: restoring from snapshot src1 (checksums "
+                      "first): same layout, each shard's primary starts "
+                      "from its RDB", log)
+        self.assertIn("cluster web2: restored from snapshot src1 (same "
+                      "layout: 1 shard started from the snapshot's RDB)", log)
+        # The primary loaded every key from the RDB at its start; the
+        # replica has them too.
+        st2 = d.status("web2")
+        (prim,) = [n for n in st2["endpoints"]["nodes"]
+                   if n["role"] == "primary"]
+        (repl,) = [n for n in st2["endpoints"]["nodes"]
+                   if n["role"] == "replica"]
+        loaded = self.rdb_loaded(prim["address"])
+        self.assertGreaterEqual(loaded, len(want) + 51)
+        with Client(port=int(prim["address"].rsplit(":", 1)[1])) as c:
+            self.assertEqual(int(c.call("DBSIZE")), loaded)
+        with Client(port=int(repl["address"].rsplit(":", 1)[1])) as c:
+            wait_for(lambda: int(c.call("DBSIZE")) == loaded, 10,
+                     what="the replica synced")
         # Another layout: cluster mode with three shards.
         p3 = self.base + 106
         d.write("cat.yaml", spec("cat", backend="local", extra=(
@@ -442,6 +461,34 @@ class BackupTest(DaemonTest):
         wait_for(lambda: d.status("cat") and d.status("cat")["phase"] ==
                  "available", 60, interval=0.1, what="cat restored")
         check(p3, cluster=True)
+        self.assertRegex(d.log(), r"cluster cat: restored from snapshot src1 "
+                         r"\(\d+ keys\)")
+        self.assertNotIn("cluster cat: restoring from snapshot src1 "
+                         "(checksums first): same layout", d.log())
+        # Cluster mode, same layout: 3 shards into 3 shards (with a
+        # replica each), every primary started from its shard's RDB.
+        self.cli(d, "snapshot", "cat", "--name", "src3")
+        p5 = self.base + 115
+        d.write("cat2.yaml", spec("cat2", backend="local", extra=(
+            "port: %d\ncluster_mode:\n  enabled: true\n"
+            "  num_node_groups: 3\n  replicas_per_node_group: 1\n"
+            "snapshot_window: \"%s\"\nmaintenance_window: \"%s\"\n"
+            "restore_from: src3\n" % (p5, sw, mw))))
+        st5 = wait_for(lambda: d.status("cat2") and d.status("cat2")[
+            "phase"] == "available" and d.status("cat2"), 60, interval=0.1,
+            what="cat2 restored")
+        check(p5, cluster=True)
+        log = d.log()
+        self.assertIn("cluster cat2: restoring from snapshot src3 "
+                      "(checksums first): same layout", log)
+        self.assertIn("cluster cat2: restored from snapshot src3 (same "
+                      "layout: 3 shards started from the snapshot's RDB)", log)
+        prims = [n for n in st5["endpoints"]["nodes"]
+                 if n["role"] == "primary"]
+        self.assertEqual(len(prims), 3)
+        counts = [self.rdb_loaded(n["address"]) for n in prims]
+        self.assertTrue(all(n > 0 for n in counts), counts)
+        self.assertGreaterEqual(sum(counts), len(want) + 51)
         # A flipped byte: refused before any key is written.
         src = os.path.join(d.state, "backups", "web", "src1")
         bad = os.path.join(d.state, "backups", "web", "bad1")
@@ -461,14 +508,31 @@ class BackupTest(DaemonTest):
             what="web4 refused")
         self.assertIn("corrupt", st["message"])
         self.assertIn("corrupt", st["backups"]["last_error"])
-        with Client(port=p4) as c:
-            self.assertEqual(int(c.call("DBSIZE")), 0)
+        # Its node starts empty (in the same layout, as soon as the
+        # checksums failed).
+
+        def dbsize():
+            with Client(port=p4) as c:
+                return (int(c.call("DBSIZE")),)
+        self.assertEqual(wait_for(dbsize, 10, interval=0.1,
+                                  what="web4's node answering"), (0,))
         # A name that is not a snapshot name is a spec error.
         d.write("web5.yaml", spec("web5", backend="local", extra=(
             "cluster_size: 1\nport: %d\nrestore_from: \"Bad_Name\"\n"
             % (self.base + 112))))
         wait_for(lambda: "spec.restore_from must be a snapshot name" in
                  d.log(), 10, what="restore_from validated")
+
+    def rdb_loaded(self, address):
+        """Keys the node at HOST:PORT loaded from an RDB when it started."""
+        with Client(port=int(address.rsplit(":", 1)[1])) as c:
+            info = c.call("INFO", "persistence")
+        if isinstance(info, bytes):
+            info = info.decode()
+        for line in info.splitlines():
+            if line.startswith("rdb_last_load_keys_loaded:"):
+                return int(line.split(":")[1])
+        raise AssertionError("no rdb_last_load_keys_loaded in INFO")
 
     def test_encrypted_round_trip_tamper_and_key_hygiene(self):
         key = os.urandom(32).hex()
@@ -546,8 +610,12 @@ class BackupTest(DaemonTest):
             "phase"] == "failed" and d.status("web3"), 40, interval=0.1,
             what="web3 refused")
         self.assertIn("fails authentication", st["message"])
-        with Client(port=p3) as c:
-            self.assertEqual(int(c.call("DBSIZE")), 0)
+
+        def dbsize():       # its node starts empty, just after the refusal
+            with Client(port=p3) as c:
+                return (int(c.call("DBSIZE")),)
+        self.assertEqual(wait_for(dbsize, 10, interval=0.1,
+                                  what="web3's node answering"), (0,))
         # The key is nowhere but in its own file.
         raw = bytes.fromhex(key)
         for root, _, files in os.walk(self.tmp):
