@@ -200,6 +200,7 @@ struct lcluster {
 	bool			 restore_placing; /* RDBs going in place, the
 						    nodes not started yet */
 	bool			 restore_placed;  /* the primaries start on them */
+	bool			 restore_prefetch; /* from S3, before any start */
 	int			 restore_fd;
 	struct event		*restore_ev;
 };

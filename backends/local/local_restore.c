@@ -17,10 +17,12 @@
  * nodes start once it is done, each primary loading its RDB as Redis
  * does at start, its replicas syncing from it. No key is copied.
  *
- * Not done: the same-layout path for a snapshot that is only in S3 (it
- * is fetched once the cluster runs, then loaded key by key), and for a
- * restore interrupted by a daemon restart before the nodes started (the
- * nodes then start empty and the keys are loaded).
+ * A snapshot that is only in S3 is fetched first, before any node
+ * starts, then takes the path its layout allows.
+ *
+ * Not done: the same-layout path for a restore interrupted by a daemon
+ * restart before its nodes started (they then start empty, and the keys
+ * are loaded).
  */
 #include "config.h"
 
@@ -465,17 +467,18 @@ rs_ctx_free(struct rs_ctx *x)
  * a node with appendonly yes starts from its (empty) AOF, not the RDB.
  */
 static bool
-rs_same_layout(const struct cluster_spec *s, json_t *m)
+rs_same_layout(bool cluster_mode, int n, enum persistence persistence,
+    json_t *m)
 {
 	json_t	*shards = json_object_get(m, "shards"), *sh, *sl;
-	int	 n = s->cluster_mode ? s->num_node_groups : 1, start = 0, count;
+	int	 start = 0, count;
 	size_t	 i;
 
-	if (s->local.persistence == PERSIST_AOF ||
-	    json_is_true(json_object_get(m, "cluster_mode")) !=
-	    s->cluster_mode || (int)json_array_size(shards) != n)
+	if (persistence == PERSIST_AOF ||
+	    json_is_true(json_object_get(m, "cluster_mode")) != cluster_mode ||
+	    (int)json_array_size(shards) != n)
 		return false;
-	if (!s->cluster_mode)
+	if (!cluster_mode)
 		return true;
 	json_array_foreach(shards, i, sh) {
 		count = LCL_SLOTS / n + ((int)i < LCL_SLOTS % n ? 1 : 0);
@@ -491,25 +494,48 @@ rs_same_layout(const struct cluster_spec *s, json_t *m)
 	return true;
 }
 
-bool
-lrs_same_layout(struct lcluster *lc, const struct cluster_spec *s)
+/* Whether the snapshot, here, has that layout. */
+static bool
+rs_local_same(struct lcluster *lc, bool cluster_mode, int n,
+    enum persistence persistence)
 {
 	char	*dir, *path;
 	json_t	*m;
 	bool	 same;
 
-	lc->restore_placing = false;
-	if (lc->restore_from == NULL || (dir = backup_find(
-	    lc->ctx->conf->state_dir, lc->restore_from)) == NULL)
-		return false;	/* none here: S3's comes after creation */
+	if ((dir = backup_find(lc->ctx->conf->state_dir,
+	    lc->restore_from)) == NULL)
+		return false;
 	xasprintf(&path, "%s/manifest.json", dir);
 	m = json_load_file(path, 0, NULL);
 	free(path);
 	free(dir);
-	same = m != NULL && rs_same_layout(s, m);
+	same = m != NULL && rs_same_layout(cluster_mode, n, persistence, m);
 	json_decref(m);
-	lc->restore_placing = same;
 	return same;
+}
+
+bool
+lrs_same_layout(struct lcluster *lc, const struct cluster_spec *s)
+{
+	char	*dir;
+
+	lc->restore_placing = lc->restore_prefetch = false;
+	if (lc->restore_from == NULL)
+		return false;
+	if ((dir = backup_find(lc->ctx->conf->state_dir,
+	    lc->restore_from)) == NULL) {
+		/* In S3 only: fetched first, then looked at. */
+		if (lc->ctx->conf->s3.bucket == NULL ||
+		    s->local.persistence == PERSIST_AOF)
+			return false;
+		lc->restore_placing = lc->restore_prefetch = true;
+		return true;
+	}
+	free(dir);
+	lc->restore_placing = rs_local_same(lc, s->cluster_mode,
+	    s->cluster_mode ? s->num_node_groups : 1, s->local.persistence);
+	return lc->restore_placing;
 }
 
 /* The primary of the new cluster's shard of rank i. */
@@ -549,6 +575,16 @@ lrs_place_start(struct lcluster *lc, char **cause)
 	size_t		 i, n;
 	int		 fds[2], r = 0;
 
+	if (lc->restore_prefetch) {
+		/* rs_poll fetches it, then places it or starts the nodes. */
+		rs_ctx_free(x);
+		if (lc->restore_ev == NULL)
+			lc->restore_ev = evtimer_new(lc->ctx->base, rs_poll,
+			    lc);
+		tv.tv_usec = 0;
+		evtimer_add(lc->restore_ev, &tv);
+		return 0;
+	}
 	x->snapdir = backup_find(lc->ctx->conf->state_dir, lc->restore_from);
 	if (x->snapdir != NULL) {
 		xasprintf(&path, "%s/manifest.json", x->snapdir);
@@ -616,9 +652,10 @@ rs_placed(struct lcluster *lc, bool ok, const char *why)
 	xasprintf(&w, "%s/.restore", lc->dir);
 	(void)node_remove_dir(w);
 	free(w);
+	lc->restore_prefetch = false;
 	if (ok)
 		lc->restore_placed = true;
-	else {
+	else if (lc->restore_error == NULL) {
 		xasprintf(&lc->restore_error, "restore from snapshot %s failed: "
 		    "%s", lc->restore_from, why);
 		log_cluster(LOG_LEVEL_ERROR, lc->name, "%s", lc->restore_error);
@@ -647,6 +684,89 @@ rs_placed_done(struct lcluster *lc)
 	lcluster_changed(lc);
 }
 
+/*
+ * The snapshot came from S3 before any node started: its layout decides
+ * now whether the primaries start from its RDBs or the keys are loaded.
+ */
+static void
+rs_prefetched(struct lcluster *lc, bool ok, const char *why)
+{
+	char	*cause = NULL;
+
+	lc->restore_fetching = lc->restore_prefetch = false;
+	lc->restore_fetched = true;
+	if (!ok) {
+		rs_placed(lc, false, why);
+		return;
+	}
+	log_cluster(LOG_LEVEL_NOTICE, lc->name, "fetched snapshot %s from S3",
+	    lc->restore_from);
+	if (rs_local_same(lc, lc->cluster_mode, lc->cluster_mode ?
+	    (int)lc->nshards : 1, lc->persistence)) {
+		if (lrs_place_start(lc, &cause) == 0)
+			return;
+		log_cluster(LOG_LEVEL_WARNING, lc->name, "%s; loading the "
+		    "snapshot's keys instead", cause);
+		free(cause);
+	}
+	lc->restore_placing = false;
+	rs_start_nodes(lc);
+	lcluster_changed(lc);
+}
+
+/*
+ * Fetch the snapshot from S3 in a child (rs_poll sees it end). 1: it
+ * runs; 0: the credentials are being fetched, try again later; -1: the
+ * restore failed (lc->restore_error says why) or the child could not
+ * start.
+ */
+static int
+rs_fetch_start(struct lcluster *lc)
+{
+	struct timeval	 tv = { 0, RS_POLL_MS * 1000 };
+	const struct aws_creds *cr;
+	const char	*no;
+	int		 got, fds[2];
+
+	if ((got = local_s3_creds(lc->ctx, &cr, &no)) == 0)
+		return 0;
+	if (got < 0) {
+		xasprintf(&lc->restore_error, "restore from snapshot %s failed: "
+		    "fetching it from S3: %s", lc->restore_from, no);
+		log_cluster(LOG_LEVEL_ERROR, lc->name, "%s", lc->restore_error);
+		lcluster_changed(lc);
+		return -1;
+	}
+	if (pipe2(fds, O_CLOEXEC) != 0)
+		return -1;
+	log_cluster(LOG_LEVEL_NOTICE, lc->name, "fetching snapshot %s from S3",
+	    lc->restore_from);
+	if ((lc->restore_pid = fork()) == 0) {
+		char *cause = NULL;
+
+		close(fds[0]);
+		if (backup_s3_fetch(&lc->ctx->conf->s3, cr,
+		    lc->ctx->conf->state_dir, lc->restore_from, &cause) != 0) {
+			dprintf(fds[1], "fetching it from S3: %s", cause ?
+			    cause : "error");
+			_exit(1);
+		}
+		_exit(0);
+	}
+	close(fds[1]);
+	if (lc->restore_pid < 0) {
+		lc->restore_pid = 0;
+		close(fds[0]);
+		return -1;
+	}
+	lc->restore_fetching = true;
+	lc->restore_fd = fds[0];
+	if (lc->restore_ev == NULL)
+		lc->restore_ev = evtimer_new(lc->ctx->base, rs_poll, lc);
+	evtimer_add(lc->restore_ev, &tv);
+	return 1;
+}
+
 /* Start the restore child when the new cluster is ready for it. */
 void
 lrs_tick(struct lcluster *lc)
@@ -673,51 +793,8 @@ lrs_tick(struct lcluster *lc)
 	    lc->restore_from)) == NULL && lc->ctx->conf->s3.bucket != NULL &&
 	    !lc->restore_fetched) {
 		/* Not here: fetch it from S3 first, then come back. */
-		const struct aws_creds *cr;
-		const char *no;
-		int got;
-
 		free(x);
-		if ((got = local_s3_creds(lc->ctx, &cr, &no)) == 0)
-			return;		/* being fetched: a later tick */
-		if (got < 0) {
-			xasprintf(&lc->restore_error, "restore from snapshot "
-			    "%s failed: fetching it from S3: %s",
-			    lc->restore_from, no);
-			log_cluster(LOG_LEVEL_ERROR, lc->name, "%s",
-			    lc->restore_error);
-			lcluster_changed(lc);
-			return;
-		}
-		if (pipe2(fds, O_CLOEXEC) != 0)
-			return;
-		log_cluster(LOG_LEVEL_NOTICE, lc->name, "fetching snapshot %s "
-		    "from S3", lc->restore_from);
-		if ((lc->restore_pid = fork()) == 0) {
-			char *cause = NULL;
-
-			close(fds[0]);
-			if (backup_s3_fetch(&lc->ctx->conf->s3, cr,
-			    lc->ctx->conf->state_dir, lc->restore_from,
-			    &cause) != 0) {
-				dprintf(fds[1], "fetching it from S3: %s",
-				    cause ? cause : "error");
-				_exit(1);
-			}
-			_exit(0);
-		}
-		close(fds[1]);
-		if (lc->restore_pid < 0) {
-			lc->restore_pid = 0;
-			close(fds[0]);
-			return;
-		}
-		lc->restore_fetching = true;
-		lc->restore_fd = fds[0];
-		if (lc->restore_ev == NULL)
-			lc->restore_ev = evtimer_new(lc->ctx->base, rs_poll,
-			    lc);
-		evtimer_add(lc->restore_ev, &tv);
+		(void)rs_fetch_start(lc);
 		return;
 	}
 	if (x->snapdir == NULL) {
@@ -799,6 +876,13 @@ rs_poll(evutil_socket_t fd, short ev, void *arg)
 	int		 status;
 	pid_t		 r;
 
+	if (lc->restore_prefetch && !lc->restore_fetching) {
+		if ((r = rs_fetch_start(lc)) == 0)
+			evtimer_add(lc->restore_ev, &tv);	/* credentials */
+		else if (r < 0)
+			rs_placed(lc, false, "cannot start the fetch");
+		return;
+	}
 	if ((r = waitpid(lc->restore_pid, &status, WNOHANG)) == 0) {
 		evtimer_add(lc->restore_ev, &tv);
 		return;
@@ -808,6 +892,12 @@ rs_poll(evutil_socket_t fd, short ev, void *arg)
 	why[n > 0 ? n : 0] = '\0';
 	close(lc->restore_fd);
 	lc->restore_fd = -1;
+	if (lc->restore_prefetch) {
+		rs_prefetched(lc, r > 0 && WIFEXITED(status) &&
+		    WEXITSTATUS(status) == 0, n > 0 ? why :
+		    "the fetch process died");
+		return;
+	}
 	if (lc->restore_placing) {
 		rs_placed(lc, r > 0 && WIFEXITED(status) &&
 		    WEXITSTATUS(status) == 0, n > 0 ? why :
@@ -872,4 +962,5 @@ lrs_free(struct lcluster *lc)
 	free(lc->restore_error);
 	lc->restore_from = lc->restore_error = NULL;
 	lc->restore_placing = lc->restore_placed = false;
+	lc->restore_prefetch = false;
 }

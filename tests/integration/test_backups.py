@@ -751,6 +751,12 @@ class BackupTest(DaemonTest):
         wait_for(lambda: d.status("web2") and d.status("web2")["phase"] ==
                  "available", 40, interval=0.1, what="web2 restored from S3")
         self.assertIn("fetched snapshot s3one from S3", d.log())
+        # Fetched before any node started, so the same layout's primary
+        # started from its RDB.
+        self.assertIn("cluster web2: restoring from snapshot s3one "
+                      "(checksums first): same layout", d.log())
+        (prim,) = d.status("web2")["endpoints"]["nodes"]
+        self.assertEqual(self.rdb_loaded(prim["address"]), len(want) + 1)
         with Client(port=p2) as c:
             for k, v in want.items():
                 self.assertEqual(c.call("GET", k), v)
