@@ -45,10 +45,10 @@ struct credchain {
 	struct aws_creds	 creds;
 	enum chain_state	 state;
 	bool			 in_get;	/* no cb from inside get */
-	char			*fail;		/* why the chain failed */
+	char			*fail;		/* why it failed */
 	uint64_t		 retry_at_ms;
 	int64_t			 fetched_s;
-	int			 step;		/* IMDS: 0 token, 1 role, 2 keys */
+	int			 step;	/* IMDS: token, role, keys */
 	char			*imds_token;
 	char			*imds_role;
 	struct http_req		*req;
@@ -352,8 +352,9 @@ sts_start(struct credchain *c)
 	const char	*ep = getenv("AWS_ENDPOINT_URL_STS");
 	const char	*sess = getenv("AWS_ROLE_SESSION_NAME");
 	struct strlist	 h;
-	char		*tok = NULL, *etok, *erole, *esess, *body, *url, *why,
-			 sname[64];
+	char		*tok = NULL, *etok, *erole, *esess, *body, *url;
+	char		*why;
+	char		 sname[64];
 	size_t		 len;
 	int		 r;
 

@@ -26,8 +26,8 @@
 
 #include "creds.h"
 
-#define CREDCHAIN_RETRY_MS	5000	/* after the chain found nothing */
-#define CREDCHAIN_MARGIN_S	300	/* refresh this long before expiry */
+#define CREDCHAIN_RETRY_MS	5000	/* after finding nothing */
+#define CREDCHAIN_MARGIN_S	300	/* refresh before expiry */
 
 struct http;
 struct credchain;
@@ -52,8 +52,8 @@ void		 credchain_free(struct credchain *);
  * and the region of STS (NULL: us-east-1). Copied; credentials in hand
  * are kept.
  */
-void		 credchain_configure(struct credchain *, const char *profile,
-		    const char *region);
+void		 credchain_configure(struct credchain *,
+		    const char *profile, const char *region);
 /*
  * 1 with *out pointing at fresh credentials (valid until the next call
  * into the chain); 0 while a fetch runs, cb follows; -EACCES when the
@@ -62,8 +62,8 @@ void		 credchain_configure(struct credchain *, const char *profile,
  * The environment and the shared files are read at once, so a chain that
  * finds them answers 1 on the first call.
  */
-int		 credchain_get(struct credchain *, const struct aws_creds **out,
-		    const char **why);
+int		 credchain_get(struct credchain *,
+		    const struct aws_creds **out, const char **why);
 /* AWS said the credentials expired: the next credchain_get() fetches. */
 void		 credchain_expire(struct credchain *);
 /* Where the credentials in use came from; NULL when there are none. */

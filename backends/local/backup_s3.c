@@ -214,9 +214,10 @@ s3_request(struct s3c *s, const char *method, const char *key,
 		if (rc == CURLE_OK)
 			curl_easy_getinfo(s->h, CURLINFO_RESPONSE_CODE, &status);
 		if (rc == CURLE_OK && (status == 400 || status == 403) &&
-		    sb.s != NULL && (strstr(sb.s, "<Code>ExpiredToken</Code>") ||
-		    strstr(sb.s, "<Code>TokenRefreshRequired</Code>") ||
-		    strstr(sb.s, "<Code>RequestExpired</Code>")))
+		    sb.s != NULL && (strstr(sb.s,
+		    "<Code>ExpiredToken</Code>") || strstr(sb.s,
+		    "<Code>TokenRefreshRequired</Code>") || strstr(sb.s,
+		    "<Code>RequestExpired</Code>")))
 			s->expired = true;
 		if (rc == CURLE_OK && status < 500 && status != 429) {
 			if (out != NULL)

@@ -197,10 +197,11 @@ struct lcluster {
 	pid_t			 restore_pid;
 	bool			 restore_fetching; /* from S3 */
 	bool			 restore_fetched;
-	bool			 restore_placing; /* RDBs going in place, the
-						    nodes not started yet */
-	bool			 restore_placed;  /* the primaries start on them */
-	bool			 restore_prefetch; /* from S3, before any start */
+	/* The same layout: RDBs going in place (no node started yet), the
+	 * primaries started on them; fetching from S3 before any start. */
+	bool			 restore_placing;
+	bool			 restore_placed;
+	bool			 restore_prefetch;
 	int			 restore_fd;
 	struct event		*restore_ev;
 };
@@ -212,8 +213,8 @@ struct lcluster {
  * call), 0 while they are being fetched (ask again on a later tick),
  * -EACCES with *why.
  */
-int		 local_s3_creds(struct local_ctx *, const struct aws_creds **out,
-		    const char **why);
+int		 local_s3_creds(struct local_ctx *,
+		    const struct aws_creds **out, const char **why);
 /* S3 said the credentials expired: the next local_s3_creds() fetches. */
 void		 local_s3_creds_expired(struct local_ctx *);
 
@@ -291,7 +292,8 @@ void		 lrs_tick(struct lcluster *);
  * fails (-errno, *cause), nothing was started: start them as usual, the
  * keys are loaded later.
  */
-bool		 lrs_same_layout(struct lcluster *, const struct cluster_spec *);
+bool		 lrs_same_layout(struct lcluster *,
+		    const struct cluster_spec *);
 int		 lrs_place_start(struct lcluster *, char **cause);
 void		 lrs_free(struct lcluster *);
 /* Call an operation's cb from the loop; msg is taken over. */

@@ -97,7 +97,7 @@ struct lbk {
 	/* A due automatic snapshot waiting for the cluster: why, since. */
 	char		*postponed;
 	int64_t		 postponed_since;	/* wall s */
-	int64_t		 postponed_window;	/* start of its window */
+	int64_t		 postponed_window;	/* its window */
 	uint64_t	 scan_ms;
 	/* S3: one upload child at a time, one deletion child. */
 	pid_t		 up_pid;

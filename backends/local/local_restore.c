@@ -408,7 +408,8 @@ place_child(struct rs_ctx *x, char **dirs, int fd)
 	const char	*scheme = json_string_value(json_object_get(
 			    json_object_get(x->manifest, "encryption"),
 			    "scheme"));
-	bool		 plain = scheme == NULL || strcmp(scheme, "none") == 0;
+	bool		 plain = scheme == NULL ||
+			    strcmp(scheme, "none") == 0;
 	long long	 size;
 	size_t		 i, n;
 	int		 e, dfd;
@@ -656,8 +657,8 @@ rs_placed(struct lcluster *lc, bool ok, const char *why)
 	if (ok)
 		lc->restore_placed = true;
 	else if (lc->restore_error == NULL) {
-		xasprintf(&lc->restore_error, "restore from snapshot %s failed: "
-		    "%s", lc->restore_from, why);
+		xasprintf(&lc->restore_error, "restore from snapshot %s "
+		    "failed: %s", lc->restore_from, why);
 		log_cluster(LOG_LEVEL_ERROR, lc->name, "%s", lc->restore_error);
 	}
 	rs_start_nodes(lc);
@@ -731,8 +732,8 @@ rs_fetch_start(struct lcluster *lc)
 	if ((got = local_s3_creds(lc->ctx, &cr, &no)) == 0)
 		return 0;
 	if (got < 0) {
-		xasprintf(&lc->restore_error, "restore from snapshot %s failed: "
-		    "fetching it from S3: %s", lc->restore_from, no);
+		xasprintf(&lc->restore_error, "restore from snapshot %s "
+		    "failed: fetching it from S3: %s", lc->restore_from, no);
 		log_cluster(LOG_LEVEL_ERROR, lc->name, "%s", lc->restore_error);
 		lcluster_changed(lc);
 		return -1;
@@ -878,7 +879,7 @@ rs_poll(evutil_socket_t fd, short ev, void *arg)
 
 	if (lc->restore_prefetch && !lc->restore_fetching) {
 		if ((r = rs_fetch_start(lc)) == 0)
-			evtimer_add(lc->restore_ev, &tv);	/* credentials */
+			evtimer_add(lc->restore_ev, &tv); /* credentials */
 		else if (r < 0)
 			rs_placed(lc, false, "cannot start the fetch");
 		return;
