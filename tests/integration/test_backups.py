@@ -651,7 +651,7 @@ class BackupTest(DaemonTest):
                           p.stdout.decode(errors="replace")[-300:])
         return binary
 
-    def s3rver_start(self, binary, port, data, any_key=False):
+    def s3rver_start(self, binary, port, data, any_key=False, env=None):
         log = open(os.path.join(self.tmp, "s3rver.log"), "ab")
         cmd = [binary]
         if any_key:     # any access key id, each logged once
@@ -661,7 +661,8 @@ class BackupTest(DaemonTest):
                     os.path.dirname(binary)), "s3rver")]
         p = subprocess.Popen(cmd + ["-d", data, "-a", "127.0.0.1", "-p",
                                     str(port), "--configure-bucket", "ckb"],
-                             stdout=log, stderr=subprocess.STDOUT)
+                             stdout=log, stderr=subprocess.STDOUT,
+                             env=dict(os.environ, **(env or {})))
         log.close()
         self.addCleanup(self.s3rver_stop, p)
 
@@ -786,6 +787,53 @@ class BackupTest(DaemonTest):
                                "s1.rdb"), "rb") as f:
             self.assertEqual(objs["snaps/s3two/s1.rdb"], f.read())
         self.assertIn("snaps/s3two/manifest.json", objs)
+        self.assertIsNone(self.backups(d)["last_error"])
+
+    def test_s3_expired_token_fetches_new_credentials(self):
+        # S3 refuses the instance credentials as expired (before their
+        # own expiry, as after a clock step): the daemon fetches new ones
+        # from the chain and uploads again at once, without a warning.
+        from test_elasticache import Emulator, have_botocore
+        if not have_botocore():
+            self.skipTest("the emulator needs Debian's python3-botocore")
+        binary = self.s3rver_bin()
+        emu = Emulator()
+        self.addCleanup(emu.stop)
+        s3port = self.base + 110
+        data = os.path.join(self.tmp, "s3data")
+        os.makedirs(data)
+        self.s3rver_start(binary, s3port, data, any_key=True,
+                          env={"S3RVER_EXPIRE_FIRST": "1"})
+        now = datetime.datetime.now(datetime.timezone.utc)
+        sw, mw = windows(now + datetime.timedelta(hours=12))
+        d = self.daemon(binary=DAEMON, env={
+            "AWS_EC2_METADATA_DISABLED": "",
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT": emu.url})
+        with open(d.conf, "w") as f:
+            f.write("clusters_dir: %s\nstate_dir: %s\nresync_interval: 5s\n"
+                    "local:\n  port_range: %d-%d\nbackups:\n  s3:\n"
+                    "    bucket: ckb\n    endpoint: http://127.0.0.1:%d\n"
+                    % (d.specs, d.state, self.base, self.base + 99, s3port))
+        self.start(d=d)
+        d.write("web.yaml", self.group(size=1, window=sw))
+        self.wait_available(d)
+        self.cli(d, "snapshot", "web", "--name", "exp1")
+        wait_for(lambda: "exp1/manifest.json" in self.s3_objects(data), 30,
+                 interval=0.1, what="exp1 uploaded")
+        log = d.log()
+        self.assertIn("upload of exp1: S3 says the credentials expired; "
+                      "fetching new ones", log)
+        self.assertEqual(log.count("s3: credentials from instance metadata"),
+                         2, log)
+        self.assertNotIn("upload of exp1 to S3 failed", log)
+        key = emu.control("imds")["current"]["AccessKeyId"]
+        with open(os.path.join(self.tmp, "s3rver.log"),
+                  errors="replace") as f:
+            slog = f.read()
+        self.assertIn("expired key %s" % key, slog)
+        self.assertIn("access key %s" % key, slog)
+        wait_for(lambda: self.backups(d)["s3"]["pending"] == 0, 10,
+                 interval=0.1, what="nothing pending")
         self.assertIsNone(self.backups(d)["last_error"])
 
     def test_s3_credentials_from_instance_metadata_refreshed(self):
