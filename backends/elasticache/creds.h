@@ -3,8 +3,9 @@
  * covers the sources that are plain reads: the environment
  * (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN) and the
  * shared credentials and config files with a profile. Web identity (STS)
- * and EC2 instance metadata (IMDSv2) are asynchronous and live with the
- * HTTP client. Secrets are wiped when freed and never logged.
+ * and EC2 instance metadata (IMDSv2) are asynchronous, and the chain that
+ * tries all four in order is credchain.h's. Secrets are wiped when freed
+ * and never logged.
  */
 #ifndef CK_CREDS_H
 #define CK_CREDS_H

@@ -20,7 +20,7 @@
 #include <event2/event.h>
 #include <jansson.h>
 
-#include "creds.h"
+#include "credchain.h"
 #include "dconf.h"
 #include "ecapi.h"
 #include "http.h"
@@ -29,19 +29,7 @@
 #include "spec.h"
 #include "util.h"
 
-#define CREDS_RETRY_MS		5000	/* after the chain found nothing */
-#define CREDS_MARGIN_S		300	/* refresh this long before expiry */
-#define IMDS_TIMEOUT_MS		2000
-#define IMDS_TOKEN_TTL_S	"21600"
-#define STS_TIMEOUT_MS		10000
 #define ACTIONS_MAX		64
-
-enum creds_state {
-	CREDS_NONE,
-	CREDS_FETCHING,
-	CREDS_OK,
-	CREDS_FAILED,
-};
 
 struct ecapi_call {
 	struct ecapi		*api;
@@ -72,15 +60,7 @@ struct ecapi {
 	char			*host;		/* Host header: authority */
 	char			*path;
 
-	struct aws_creds	 creds;
-	enum creds_state	 cstate;
-	char			*cfail;		/* why the chain failed */
-	uint64_t		 cretry_at_ms;
-	int64_t			 cfetched_s;
-	int			 cstep;		/* IMDS: 0 token, 1 role, 2 keys */
-	char			*imds_token;
-	char			*imds_role;
-	struct http_req		*creq;
+	struct credchain	*chain;
 
 	struct call_queue	 queue;
 	struct token_bucket	 bucket;
@@ -92,7 +72,7 @@ struct ecapi {
 
 static void	pump(struct ecapi *);
 static void	pump_fire(evutil_socket_t, short, void *);
-static void	creds_start(struct ecapi *);
+static void	creds_ready(void *);
 
 /* Run the queue on the next loop turn. */
 static void
@@ -173,6 +153,7 @@ set_endpoint(struct ecapi *a)
 	slash = strchr(p, '/');
 	a->host = slash ? xstrndup(p, (size_t)(slash - p)) : xstrdup(p);
 	a->path = xstrdup(slash ? slash : "/");
+	credchain_configure(a->chain, a->conf->elasticache.profile, a->region);
 }
 
 struct ecapi *
@@ -186,6 +167,7 @@ ecapi_new(struct event_base *base, const struct dconf *conf)
 		free(a);
 		return NULL;
 	}
+	a->chain = credchain_new(a->http, "elasticache", creds_ready, a);
 	TAILQ_INIT(&a->queue);
 	set_endpoint(a);
 	bucket_init(&a->bucket, conf->elasticache.max_calls_per_second,
@@ -226,18 +208,12 @@ ecapi_free(struct ecapi *a)
 		return;
 	while ((c = TAILQ_FIRST(&a->queue)) != NULL)
 		call_free(c);
-	http_cancel(a->creq);
+	credchain_free(a->chain);	/* before the http it fetches over */
 	http_free(a->http);
 	if (a->pump_ev != NULL)
 		event_free(a->pump_ev);
-	creds_free(&a->creds);
 	for (i = 0; i < a->nactions; i++)
 		free(a->actions[i].name);
-	free(a->cfail);
-	if (a->imds_token != NULL)
-		explicit_bzero(a->imds_token, strlen(a->imds_token));
-	free(a->imds_token);
-	free(a->imds_role);
 	free(a->region);
 	free(a->url);
 	free(a->host);
@@ -272,7 +248,7 @@ ecapi_action_count(const struct ecapi *a, const char *action)
 const char *
 ecapi_creds_source(const struct ecapi *a)
 {
-	return a->cstate == CREDS_OK ? a->creds.source : NULL;
+	return credchain_source(a->chain);
 }
 
 static void
@@ -419,8 +395,7 @@ call_answered(struct http_response *resp, void *arg)
 	    strcmp(res.aws.code, "ExpiredTokenException") == 0 ||
 	    strcmp(res.aws.code, "RequestExpired") == 0) {
 		/* Fetch credentials again, then send again. */
-		if (c->api->cstate == CREDS_OK)
-			c->api->cstate = CREDS_NONE;
+		credchain_expire(c->api->chain);
 		res.cls = EC_ERR_TRANSIENT;
 	}
 	/* For TestFailover this code is AWS's 24-hour drill limit. */
@@ -445,7 +420,7 @@ call_answered(struct http_response *resp, void *arg)
 }
 
 static void
-call_send(struct ecapi *a, struct ecapi_call *c)
+call_send(struct ecapi *a, struct ecapi_call *c, const struct aws_creds *cr)
 {
 	struct sigv4_header	 hdrs[2];
 	struct sigv4_request	 rq;
@@ -467,9 +442,9 @@ call_send(struct ecapi *a, struct ecapi_call *c)
 	rq.body = c->body;
 	rq.body_len = strlen(c->body);
 	memset(&sp, 0, sizeof sp);
-	sp.access_key_id = a->creds.access_key_id;
-	sp.secret_access_key = a->creds.secret_access_key;
-	sp.session_token = a->creds.session_token;
+	sp.access_key_id = cr->access_key_id;
+	sp.secret_access_key = cr->secret_access_key;
+	sp.session_token = cr->session_token;
 	sp.region = a->region;
 	sp.service = "elasticache";
 	sp.when = time(NULL);
@@ -503,38 +478,32 @@ pump_fire(evutil_socket_t fd, short ev, void *arg)
 	pump(arg);
 }
 
-static bool
-creds_fresh(struct ecapi *a)
+/* The chain's fetch ended: the calls waiting for it go on. */
+static void
+creds_ready(void *arg)
 {
-	int64_t	 now = clock_wall_s(), life, margin;
-
-	if (a->cstate != CREDS_OK)
-		return false;
-	if (a->creds.expiration == 0)
-		return true;
-	life = a->creds.expiration - a->cfetched_s;
-	margin = life / 5 < CREDS_MARGIN_S ? life / 5 : CREDS_MARGIN_S;
-	return now < a->creds.expiration - margin;
+	pump(arg);
 }
 
 static void
 pump(struct ecapi *a)
 {
 	struct ecapi_call	*c;
+	const struct aws_creds	*cr;
+	const char		*why;
 	struct timeval		 tv;
 	uint64_t		 wait;
+	int			 r;
 
 	while ((c = TAILQ_FIRST(&a->queue)) != NULL) {
-		if (!creds_fresh(a)) {
-			if (a->cstate == CREDS_FAILED &&
-			    clock_mono_ms() < a->cretry_at_ms) {
-				call_fail(c, -EACCES, a->cfail);
-				continue;
-			}
-			if (a->cstate != CREDS_FETCHING)
-				creds_start(a);
-			return;
+		r = credchain_get(a->chain, &cr, &why);
+		a->stats.creds_fetches = credchain_fetches(a->chain);
+		if (r < 0) {
+			call_fail(c, -EACCES, why);
+			continue;
 		}
+		if (r == 0)
+			return;		/* creds_ready() comes back */
 		if ((wait = bucket_take(&a->bucket, clock_mono_ms())) > 0) {
 			if (a->pump_ev == NULL)
 				a->pump_ev = evtimer_new(a->base, pump_fire, a);
@@ -545,290 +514,6 @@ pump(struct ecapi *a)
 		}
 		TAILQ_REMOVE(&a->queue, c, entry);
 		c->queued = false;
-		call_send(a, c);
+		call_send(a, c, cr);
 	}
-}
-
-/* --- the credentials chain --------------------------------------------- */
-
-static void
-creds_done(struct ecapi *a, struct aws_creds *got)
-{
-	creds_free(&a->creds);
-	a->creds = *got;
-	memset(got, 0, sizeof *got);
-	a->cstate = CREDS_OK;
-	a->cfetched_s = clock_wall_s();
-	a->creq = NULL;
-	log_debug("elasticache: credentials from %s%s", a->creds.source,
-	    a->creds.expiration ? ", expiring" : "");
-	pump(a);
-}
-
-static void
-creds_failed(struct ecapi *a, const char *why)
-{
-	free(a->cfail);
-	xasprintf(&a->cfail, "no AWS credentials: %s", why);
-	a->cstate = CREDS_FAILED;
-	a->cretry_at_ms = clock_mono_ms() + CREDS_RETRY_MS;
-	a->creq = NULL;
-	log_debug("elasticache: %s", a->cfail);
-	pump(a);
-}
-
-static void	imds_next(struct ecapi *);
-
-static const char *
-imds_base(void)
-{
-	const char	*e = getenv("AWS_EC2_METADATA_SERVICE_ENDPOINT");
-
-	return e != NULL && *e != '\0' ? e : "http://169.254.169.254";
-}
-
-static void
-imds_answered(struct http_response *resp, void *arg)
-{
-	struct ecapi	*a = arg;
-	struct aws_creds got;
-	json_t		*j;
-	const char	*id, *sk, *tok, *exp;
-	char		*why;
-
-	a->creq = NULL;
-	if (resp->err != 0 || resp->status != 200) {
-		xasprintf(&why, "none in the environment or the shared files, "
-		    "and the instance metadata service %s%s%s",
-		    resp->err ? "did not answer (" : "answered HTTP ",
-		    resp->err ? resp->error : "", resp->err ? ")" : "");
-		if (!resp->err) {
-			char *w2;
-			xasprintf(&w2, "%s%ld", why, resp->status);
-			free(why);
-			why = w2;
-		}
-		creds_failed(a, why);
-		free(why);
-		return;
-	}
-	switch (a->cstep++) {
-	case 0:
-		free(a->imds_token);
-		a->imds_token = xstrndup(resp->body, strcspn(resp->body,
-		    "\r\n"));
-		imds_next(a);
-		return;
-	case 1:
-		free(a->imds_role);
-		a->imds_role = xstrndup(resp->body, strcspn(resp->body,
-		    "\r\n"));
-		imds_next(a);
-		return;
-	default:
-		break;
-	}
-	memset(&got, 0, sizeof got);
-	j = json_loadb(resp->body, resp->len, 0, NULL);
-	id = json_string_value(json_object_get(j, "AccessKeyId"));
-	sk = json_string_value(json_object_get(j, "SecretAccessKey"));
-	tok = json_string_value(json_object_get(j, "Token"));
-	exp = json_string_value(json_object_get(j, "Expiration"));
-	if (id == NULL || sk == NULL) {
-		json_decref(j);
-		creds_failed(a, "the instance metadata service gave no keys");
-		return;
-	}
-	got.access_key_id = xstrdup(id);
-	got.secret_access_key = xstrdup(sk);
-	got.session_token = tok ? xstrdup(tok) : NULL;
-	got.expiration = exp ? ecapi_parse_iso8601(exp) : 0;
-	if (got.expiration < 0)
-		got.expiration = 0;
-	xasprintf(&got.source, "instance metadata (role %s)", a->imds_role);
-	/* The JSON held the secret too. */
-	if (json_is_string(json_object_get(j, "SecretAccessKey")))
-		json_string_set(json_object_get(j, "SecretAccessKey"), "");
-	json_decref(j);
-	explicit_bzero(resp->body, resp->len);
-	creds_done(a, &got);
-}
-
-static void
-imds_next(struct ecapi *a)
-{
-	struct strlist	 h;
-	char		*url, *line;
-
-	memset(&h, 0, sizeof h);
-	if (a->cstep == 0) {
-		xasprintf(&url, "%s/latest/api/token", imds_base());
-		strlist_add(&h, "X-aws-ec2-metadata-token-ttl-seconds: "
-		    IMDS_TOKEN_TTL_S);
-		a->creq = http_request(a->http, "PUT", url, &h, NULL, 0,
-		    IMDS_TIMEOUT_MS, imds_answered, a);
-	} else {
-		if (a->cstep == 1)
-			xasprintf(&url, "%s/latest/meta-data/iam/"
-			    "security-credentials/", imds_base());
-		else
-			xasprintf(&url, "%s/latest/meta-data/iam/"
-			    "security-credentials/%s", imds_base(),
-			    a->imds_role);
-		xasprintf(&line, "X-aws-ec2-metadata-token: %s", a->imds_token);
-		strlist_add(&h, line);
-		explicit_bzero(line, strlen(line));
-		free(line);
-		a->creq = http_request(a->http, "GET", url, &h, NULL, 0,
-		    IMDS_TIMEOUT_MS, imds_answered, a);
-		explicit_bzero(h.v[0], strlen(h.v[0]));
-	}
-	strlist_free(&h);
-	free(url);
-}
-
-static void
-sts_answered(struct http_response *resp, void *arg)
-{
-	struct ecapi		*a = arg;
-	struct ec_sts_creds	 sc;
-	struct ec_error		 e;
-	struct aws_creds	 got;
-	char			*cause = NULL, *why;
-
-	a->creq = NULL;
-	if (resp->err != 0) {
-		xasprintf(&why, "web identity: STS did not answer (%s)",
-		    resp->error);
-		creds_failed(a, why);
-		free(why);
-		return;
-	}
-	if (resp->status != 200) {
-		if (ecxml_parse_error(resp->body, resp->len, &e) == 1)
-			xasprintf(&why, "web identity: STS said %s: %s", e.code,
-			    e.message ? e.message : "");
-		else
-			xasprintf(&why, "web identity: STS answered HTTP %ld",
-			    resp->status);
-		ec_error_free(&e);
-		creds_failed(a, why);
-		free(why);
-		return;
-	}
-	if (ecxml_parse_sts_creds(resp->body, resp->len, &sc, &cause) != 0) {
-		creds_failed(a, cause);
-		free(cause);
-		return;
-	}
-	explicit_bzero(resp->body, resp->len);
-	memset(&got, 0, sizeof got);
-	got.access_key_id = sc.access_key_id;
-	got.secret_access_key = sc.secret_access_key;
-	got.session_token = sc.session_token;
-	got.expiration = ecapi_parse_iso8601(sc.expiration);
-	if (got.expiration < 0)
-		got.expiration = 0;
-	free(sc.expiration);
-	xasprintf(&got.source, "web identity (%s)", getenv("AWS_ROLE_ARN"));
-	creds_done(a, &got);
-}
-
-/* AssumeRoleWithWebIdentity: unsigned, the token is the proof. */
-static int
-sts_start(struct ecapi *a)
-{
-	const char	*role = getenv("AWS_ROLE_ARN");
-	const char	*file = getenv("AWS_WEB_IDENTITY_TOKEN_FILE");
-	const char	*ep = getenv("AWS_ENDPOINT_URL_STS");
-	const char	*sess = getenv("AWS_ROLE_SESSION_NAME");
-	struct strlist	 h;
-	char		*tok = NULL, *etok, *erole, *esess, *body, *url, *why,
-			 sname[64];
-	size_t		 len;
-	int		 r;
-
-	if (role == NULL || *role == '\0' || file == NULL || *file == '\0')
-		return -ENOENT;
-	if ((r = read_file_bounded(file, 16384, &tok, &len)) != 0) {
-		xasprintf(&why, "web identity: cannot read "
-		    "AWS_WEB_IDENTITY_TOKEN_FILE %s: %s", file, strerror(-r));
-		creds_failed(a, why);
-		free(why);
-		return 0;
-	}
-	tok[strcspn(tok, "\r\n")] = '\0';
-	if (sess == NULL || *sess == '\0') {
-		snprintf(sname, sizeof sname, "cachekeeperd-%ld",
-		    (long)getpid());
-		sess = sname;
-	}
-	etok = ecapi_urlencode(tok);
-	erole = ecapi_urlencode(role);
-	esess = ecapi_urlencode(sess);
-	xasprintf(&body, "Action=AssumeRoleWithWebIdentity&Version=2011-06-15"
-	    "&RoleArn=%s&RoleSessionName=%s&WebIdentityToken=%s", erole, esess,
-	    etok);
-	if (ep != NULL && *ep != '\0')
-		url = xstrdup(ep);
-	else
-		xasprintf(&url, "https://sts.%s.amazonaws.com/", a->region);
-	memset(&h, 0, sizeof h);
-	strlist_add(&h, "Content-Type: application/x-www-form-urlencoded; "
-	    "charset=utf-8");
-	a->creq = http_request(a->http, "POST", url, &h, body, strlen(body),
-	    STS_TIMEOUT_MS, sts_answered, a);
-	strlist_free(&h);
-	explicit_bzero(tok, strlen(tok));
-	explicit_bzero(etok, strlen(etok));
-	explicit_bzero(body, strlen(body));
-	free(tok);
-	free(etok);
-	free(erole);
-	free(esess);
-	free(body);
-	free(url);
-	return 0;
-}
-
-static void
-creds_start(struct ecapi *a)
-{
-	struct aws_creds got;
-	const char	*off = getenv("AWS_EC2_METADATA_DISABLED");
-	char		*cause = NULL;
-	int		 r;
-
-	a->cstate = CREDS_FETCHING;
-	a->stats.creds_fetches++;
-	memset(&got, 0, sizeof got);
-	if ((r = creds_from_env(&got, &cause)) == 0) {
-		creds_done(a, &got);
-		return;
-	}
-	if (r != -ENOENT) {
-		creds_failed(a, cause);
-		free(cause);
-		return;
-	}
-	if ((r = creds_from_profile(a->conf->elasticache.profile, NULL, NULL,
-	    &got, &cause)) == 0) {
-		creds_done(a, &got);
-		return;
-	}
-	if (r != -ENOENT) {
-		creds_failed(a, cause);
-		free(cause);
-		return;
-	}
-	free(cause);
-	if (sts_start(a) == 0)
-		return;
-	if (off != NULL && strcasecmp(off, "true") == 0) {
-		creds_failed(a, "none in the environment or the shared files, "
-		    "no web identity, and AWS_EC2_METADATA_DISABLED is set");
-		return;
-	}
-	a->cstep = 0;
-	imds_next(a);
 }

@@ -5,14 +5,9 @@
  * asynchronously, throttling and transient failures retried with full
  * jitter, and a token bucket that keeps the daemon's call rate polite.
  *
- * Credentials, first that answers: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY
- * (/AWS_SESSION_TOKEN); the shared credentials and config files with the
- * profile (elasticache.profile, AWS_PROFILE, "default"); web identity
- * (AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE through STS
- * AssumeRoleWithWebIdentity at AWS_ENDPOINT_URL_STS or sts.REGION); the EC2
- * instance metadata service with IMDSv2 (AWS_EC2_METADATA_SERVICE_ENDPOINT
- * or 169.254.169.254; AWS_EC2_METADATA_DISABLED=true skips it).
- * Credentials that expire are fetched again before they do.
+ * Credentials come from the chain of credchain.h (the environment, the
+ * shared files with elasticache.profile, web identity, IMDSv2), refreshed
+ * before they expire and again when AWS says ExpiredToken.
  *
  * One per daemon. Nothing here logs above debug, and never a secret.
  */

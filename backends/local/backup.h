@@ -54,18 +54,23 @@ int	 backup_decrypt_all(json_t *manifest, char **files,
 	    const char *workdir, const char *key_file, int fd);
 
 /*
- * S3 (backup_s3.c), for child processes only: they block. 0, or -errno
- * with *cause. Objects are PREFIX/SNAP/FILE, the manifest last up, first
- * down and first deleted.
+ * S3 (backup_s3.c), for child processes only: they block. creds: what
+ * the daemon's credentials chain found (local_s3_creds()), copied. 0, or
+ * -errno with *cause: -EACCES without credentials, -EKEYEXPIRED when S3
+ * refused them as expired (fetch new ones, try again). Objects are
+ * PREFIX/SNAP/FILE, the manifest last up, first down and first deleted.
  */
 struct dconf_s3;
-int	 backup_s3_upload(const struct dconf_s3 *, const char *dir,
-	    const char *snap, char **cause);
-int	 backup_s3_delete(const struct dconf_s3 *, const char *snap,
-	    json_t *manifest, char **cause);
+struct aws_creds;
+int	 backup_s3_upload(const struct dconf_s3 *, const struct aws_creds *,
+	    const char *dir, const char *snap, char **cause);
+int	 backup_s3_delete(const struct dconf_s3 *, const struct aws_creds *,
+	    const char *snap, json_t *manifest, char **cause);
 /* Fetch snapshot snap into STATE_DIR/backups/CLUSTER/SNAP. */
-int	 backup_s3_fetch(const struct dconf_s3 *, const char *state_dir,
-	    const char *snap, char **cause);
+int	 backup_s3_fetch(const struct dconf_s3 *, const struct aws_creds *,
+	    const char *state_dir, const char *snap, char **cause);
+/* The exit status of an S3 child that got -EKEYEXPIRED. */
+#define BACKUP_S3_EXIT_EXPIRED	3
 #define BACKUP_S3_PENDING	".s3-pending"	/* in a snapshot's dir */
 
 /*

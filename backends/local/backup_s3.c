@@ -9,13 +9,17 @@
  * is retried (backups.s3.retries, backoff from 0.5s) on a transport error,
  * 5xx or 429. The manifest goes up last and comes down first and is
  * deleted first, so a partial upload or deletion never looks complete.
- * Credentials: the environment, then the shared files' profile.
+ * Credentials are the daemon's: its credentials chain (credchain.h, the
+ * one the ElastiCache backend uses) runs on the loop, and the child gets
+ * what it found. A request that S3 refuses because they expired ends the
+ * child with -EKEYEXPIRED, so the daemon fetches new ones and tries again.
  */
 #include "config.h"
 
 #include <sys/stat.h>
 
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +42,7 @@ struct s3c {
 	char			*base;		/* scheme://host[:port] */
 	char			*host;
 	CURL			*h;
+	bool			 expired;	/* S3 said so */
 };
 
 struct s3body {				/* what a request sends */
@@ -208,6 +213,12 @@ s3_request(struct s3c *s, const char *method, const char *key,
 		status = -1;
 		if (rc == CURLE_OK)
 			curl_easy_getinfo(s->h, CURLINFO_RESPONSE_CODE, &status);
+		if (rc == CURLE_OK && (status == 400 || status == 403) &&
+		    sb.s != NULL && (strstr(sb.s,
+		    "<Code>ExpiredToken</Code>") || strstr(sb.s,
+		    "<Code>TokenRefreshRequired</Code>") || strstr(sb.s,
+		    "<Code>RequestExpired</Code>")))
+			s->expired = true;
 		if (rc == CURLE_OK && status < 500 && status != 429) {
 			if (out != NULL)
 				strbuf_add(out, sb.s ? sb.s : "", sb.len);
@@ -236,22 +247,23 @@ s3_request(struct s3c *s, const char *method, const char *key,
 }
 
 static int
-s3_open(struct s3c *s, const struct dconf_s3 *conf, char **cause)
+s3_open(struct s3c *s, const struct dconf_s3 *conf,
+    const struct aws_creds *creds, char **cause)
 {
 	const char	*p;
 	char		*e = NULL;
-	int		 r;
 
 	memset(s, 0, sizeof *s);
 	s->conf = conf;
-	if ((r = creds_from_env(&s->creds, cause)) == -ENOENT)
-		r = creds_from_profile(NULL, NULL, NULL, &s->creds, cause);
-	if (r != 0) {
-		if (*cause == NULL)
-			xasprintf(cause, "no AWS credentials for S3 (environment "
-			    "or shared credentials file)");
+	if (creds == NULL || creds->access_key_id == NULL ||
+	    creds->secret_access_key == NULL) {
+		xasprintf(cause, "no AWS credentials for S3");
 		return -EACCES;
 	}
+	s->creds.access_key_id = xstrdup(creds->access_key_id);
+	s->creds.secret_access_key = xstrdup(creds->secret_access_key);
+	if (creds->session_token != NULL)
+		s->creds.session_token = xstrdup(creds->session_token);
 	if (conf->endpoint != NULL)
 		s->base = xstrdup(conf->endpoint);
 	else
@@ -266,14 +278,18 @@ s3_open(struct s3c *s, const struct dconf_s3 *conf, char **cause)
 	return 0;
 }
 
-static void
-s3_close(struct s3c *s)
+/* r, or -EKEYEXPIRED when S3 refused the credentials as expired. */
+static int
+s3_close(struct s3c *s, int r)
 {
+	bool	 expired = s->expired;
+
 	creds_free(&s->creds);
 	if (s->h != NULL)
 		curl_easy_cleanup(s->h);
 	free(s->base);
 	free(s->host);
+	return r != 0 && expired ? -EKEYEXPIRED : r;
 }
 
 static char *
@@ -386,8 +402,8 @@ s3_put_file(struct s3c *s, const char *key, const char *path,
 }
 
 int
-backup_s3_upload(const struct dconf_s3 *conf, const char *dir,
-    const char *snap, char **cause)
+backup_s3_upload(const struct dconf_s3 *conf, const struct aws_creds *creds,
+    const char *dir, const char *snap, char **cause)
 {
 	struct s3c	 s;
 	json_t		*m, *sh;
@@ -402,7 +418,7 @@ backup_s3_upload(const struct dconf_s3 *conf, const char *dir,
 		free(path);
 		return -EINVAL;
 	}
-	if ((r = s3_open(&s, conf, cause)) != 0) {
+	if ((r = s3_open(&s, conf, creds, cause)) != 0) {
 		json_decref(m);
 		free(path);
 		return r;
@@ -425,15 +441,15 @@ backup_s3_upload(const struct dconf_s3 *conf, const char *dir,
 	r = s3_put_file(&s, key, path, NULL, cause);
 	free(key);
 out:
-	s3_close(&s);
+	r = s3_close(&s, r);
 	json_decref(m);
 	free(path);
 	return r;
 }
 
 int
-backup_s3_delete(const struct dconf_s3 *conf, const char *snap,
-    json_t *manifest, char **cause)
+backup_s3_delete(const struct dconf_s3 *conf, const struct aws_creds *creds,
+    const char *snap, json_t *manifest, char **cause)
 {
 	struct s3c	 s;
 	json_t		*sh;
@@ -442,7 +458,7 @@ backup_s3_delete(const struct dconf_s3 *conf, const char *snap,
 	long		 st;
 	int		 r;
 
-	if ((r = s3_open(&s, conf, cause)) != 0)
+	if ((r = s3_open(&s, conf, creds, cause)) != 0)
 		return r;
 	/* The manifest first: a half-deleted copy is an incomplete one. */
 	key = s3_key(&s, snap, "manifest.json");
@@ -460,8 +476,7 @@ backup_s3_delete(const struct dconf_s3 *conf, const char *snap,
 		if (st < 200 || (st > 299 && st != 404))
 			r = -EIO;
 	}
-	s3_close(&s);
-	return r;
+	return s3_close(&s, r);
 }
 
 /* GET key into path (created 0600). */
@@ -490,8 +505,8 @@ s3_get_file(struct s3c *s, const char *key, const char *path, char **cause)
 }
 
 int
-backup_s3_fetch(const struct dconf_s3 *conf, const char *state_dir,
-    const char *snap, char **cause)
+backup_s3_fetch(const struct dconf_s3 *conf, const struct aws_creds *creds,
+    const char *state_dir, const char *snap, char **cause)
 {
 	struct s3c	 s;
 	json_t		*m = NULL, *sh;
@@ -500,7 +515,7 @@ backup_s3_fetch(const struct dconf_s3 *conf, const char *state_dir,
 	size_t		 i;
 	int		 r;
 
-	if ((r = s3_open(&s, conf, cause)) != 0)
+	if ((r = s3_open(&s, conf, creds, cause)) != 0)
 		return r;
 	xasprintf(&tmp, "%s/backups/.tmp-fetch-%s", state_dir, snap);
 	if ((r = mkdir_p(tmp, 0700)) != 0) {
@@ -546,7 +561,7 @@ backup_s3_fetch(const struct dconf_s3 *conf, const char *state_dir,
 		xasprintf(cause, "rename %s: %s", dir, strerror(errno));
 	}
 out:
-	s3_close(&s);
+	r = s3_close(&s, r);
 	json_decref(m);
 	free(tmp);
 	free(dir);

@@ -22,6 +22,8 @@
 
 #include "backup.h"
 #include "local.h"
+#include "elasticache/credchain.h"
+#include "elasticache/http.h"
 #include "log.h"
 #include "node.h"
 #include "plan.h"
@@ -74,12 +76,40 @@ ctx_put(struct local_ctx *c)
 {
 	if (--c->refs > 0)
 		return;
+	credchain_free(c->s3chain);
+	http_free(c->http);
 	free(c->version);
 	if (c == shared) {
 		shared = NULL;
 		node_manager_free();
 	}
 	free(c);
+}
+
+int
+local_s3_creds(struct local_ctx *c, const struct aws_creds **out,
+    const char **why)
+{
+	*out = NULL;
+	*why = NULL;
+	if (c->s3chain == NULL) {
+		if (c->http == NULL && (c->http = http_new(c->base)) == NULL) {
+			*why = "no AWS credentials: libcurl cannot start";
+			return -EACCES;
+		}
+		c->s3chain = credchain_new(c->http, "s3", NULL, NULL);
+	}
+	/* The ElastiCache backend's profile; STS in the bucket's region. */
+	credchain_configure(c->s3chain, c->conf->elasticache.profile,
+	    c->conf->s3.region);
+	return credchain_get(c->s3chain, out, why);
+}
+
+void
+local_s3_creds_expired(struct local_ctx *c)
+{
+	if (c->s3chain != NULL)
+		credchain_expire(c->s3chain);
 }
 
 void
@@ -514,6 +544,14 @@ step_create(struct lcluster *lc, const struct cluster_spec *s, char **cause)
 	lc->created = false;
 	if ((r = lstate_save(lc, cause)) != 0)
 		return r;
+	if (lrs_same_layout(lc, s)) {
+		if ((r = lrs_place_start(lc, cause)) == 0)
+			return 0;	/* it starts the nodes */
+		log_cluster(LOG_LEVEL_WARNING, lc->name, "%s; loading the "
+		    "snapshot's keys instead", *cause);
+		free(*cause);
+		*cause = NULL;
+	}
 	for (i = 0; i < (int)lc->nnodes; i++)
 		if ((r = lnode_start(lc, lc->nodes[i], cause)) != 0)
 			return r;

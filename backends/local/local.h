@@ -34,6 +34,9 @@ struct redisReply;
 struct lcl;
 struct lcl_round;
 struct lbk;
+struct http;
+struct credchain;
+struct aws_creds;
 
 #define LOCAL_CONNECT_TIMEOUT_MS	500
 #define LOCAL_PING_TIMEOUT_MS		500
@@ -53,6 +56,10 @@ struct local_ctx {
 	const struct backend_env *env;
 	char			*version;	/* of the installed redis-server */
 	int			 refs;
+	/* backups.s3: the credentials chain, and the client it fetches
+	 * over; made at the first need. */
+	struct http		*http;
+	struct credchain	*s3chain;
 };
 
 struct lnode {
@@ -190,9 +197,26 @@ struct lcluster {
 	pid_t			 restore_pid;
 	bool			 restore_fetching; /* from S3 */
 	bool			 restore_fetched;
+	/* The same layout: RDBs going in place (no node started yet), the
+	 * primaries started on them; fetching from S3 before any start. */
+	bool			 restore_placing;
+	bool			 restore_placed;
+	bool			 restore_prefetch;
 	int			 restore_fd;
 	struct event		*restore_ev;
 };
+
+/*
+ * local.c: credentials for backups.s3 from the daemon's chain
+ * (credchain.h: environment, profile elasticache.profile, web identity,
+ * IMDSv2), as credchain_get() answers: 1 with *out (valid until the next
+ * call), 0 while they are being fetched (ask again on a later tick),
+ * -EACCES with *why.
+ */
+int		 local_s3_creds(struct local_ctx *,
+		    const struct aws_creds **out, const char **why);
+/* S3 said the credentials expired: the next local_s3_creds() fetches. */
+void		 local_s3_creds_expired(struct local_ctx *);
 
 /* local_state.c */
 int		 lstate_load(struct lcluster *, char **cause);
@@ -259,6 +283,18 @@ int		 lbk_final(struct lcluster *, backend_op_cb cb, void *arg,
 		    char **cause);
 /* local_restore.c: load spec.restore_from once the cluster is created. */
 void		 lrs_tick(struct lcluster *);
+/*
+ * At creation, before any node starts: whether spec.restore_from names a
+ * snapshot on this host with the layout s creates (see local_restore.c);
+ * if so lc->restore_placing is set, and the caller creates the nodes
+ * without starting them, then calls lrs_place_start(), which starts
+ * them (and the monitor) once each primary's RDB is in place. When it
+ * fails (-errno, *cause), nothing was started: start them as usual, the
+ * keys are loaded later.
+ */
+bool		 lrs_same_layout(struct lcluster *,
+		    const struct cluster_spec *);
+int		 lrs_place_start(struct lcluster *, char **cause);
 void		 lrs_free(struct lcluster *);
 /* Call an operation's cb from the loop; msg is taken over. */
 void		 lbk_answer(struct lcluster *, backend_op_cb cb, void *arg,

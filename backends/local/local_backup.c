@@ -30,6 +30,7 @@
 #include <openssl/evp.h>
 
 #include "backup.h"
+#include "elasticache/credchain.h"
 #include "local.h"
 #include "log.h"
 #include "node.h"
@@ -93,6 +94,10 @@ struct lbk {
 	int		 count;
 	char		*last_error;
 	int64_t		 retry_at;	/* wall s */
+	/* A due automatic snapshot waiting for the cluster: why, since. */
+	char		*postponed;
+	int64_t		 postponed_since;	/* wall s */
+	int64_t		 postponed_window;	/* its window */
 	uint64_t	 scan_ms;
 	/* S3: one upload child at a time, one deletion child. */
 	pid_t		 up_pid;
@@ -301,6 +306,7 @@ lbk_free(struct lcluster *lc)
 		(void)waitpid(bk->del_pid, NULL, WNOHANG);
 	free(bk->up_snap);
 	free(bk->last_error);
+	free(bk->postponed);
 	free(bk);
 	lc->bk = NULL;
 }
@@ -368,6 +374,14 @@ lbk_status(struct lcluster *lc)
 	    bk->last_success ? a : NULL, "next_due", due ? b : NULL,
 	    "last_error", bk->last_error, "snapshots", bk->count,
 	    "in_progress", bk->job ? bk->job->name : NULL);
+	if (bk->postponed != NULL) {
+		format_rfc3339(bk->postponed_since, a, sizeof a);
+		format_rfc3339(bk->postponed_window + (int64_t)bk->win.len *
+		    60, b, sizeof b);
+		json_object_set_new(j, "postponed", json_pack("{s:s, s:s, "
+		    "s:s}", "reason", bk->postponed, "since", a,
+		    "until_window_end", b));
+	}
 	if (lc->ctx->conf->s3.bucket != NULL) {
 		if (bk->last_upload)
 			format_rfc3339(bk->last_upload, a, sizeof a);
@@ -819,15 +833,23 @@ static bool
 bk_s3_forget(struct lcluster *lc, const char *name)
 {
 	struct lbk	*bk = lc->bk;
+	const struct aws_creds *cr;
+	const char	*no;
 	json_t		*m;
 	char		*path, *cause = NULL;
 	pid_t		 pid;
+	int		 status;
 
 	if (bk->del_pid > 0) {
-		if (waitpid(bk->del_pid, NULL, WNOHANG) == 0)
+		if (waitpid(bk->del_pid, &status, WNOHANG) == 0)
 			return false;
 		bk->del_pid = 0;
+		if (WIFEXITED(status) && WEXITSTATUS(status) ==
+		    BACKUP_S3_EXIT_EXPIRED)
+			local_s3_creds_expired(lc->ctx);
 	}
+	if (local_s3_creds(lc->ctx, &cr, &no) != 1)
+		return false;	/* the next scan tries again */
 	xasprintf(&path, "%s/backups/%s/%s/manifest.json", bk_root(lc),
 	    lc->name, name);
 	m = json_load_file(path, 0, NULL);
@@ -835,9 +857,11 @@ bk_s3_forget(struct lcluster *lc, const char *name)
 	if (m == NULL)
 		return true;
 	if ((pid = fork()) == 0) {
-		if (backup_s3_delete(&lc->ctx->conf->s3, name, m, &cause) != 0)
-			_exit(1);
-		_exit(0);
+		int e = backup_s3_delete(&lc->ctx->conf->s3, cr, name, m,
+		    &cause);
+
+		_exit(e == 0 ? 0 : e == -EKEYEXPIRED ?
+		    BACKUP_S3_EXIT_EXPIRED : 1);
 	}
 	json_decref(m);
 	if (pid < 0)
@@ -853,10 +877,12 @@ static void
 bk_s3_tick(struct lcluster *lc)
 {
 	struct lbk	*bk = lc->bk;
+	const struct aws_creds *cr;
+	const char	*no;
 	char		*dir, *mk, *cause = NULL, why[1024], *m;
 	json_t		*l, *e;
 	int64_t		 now = clock_wall_s();
-	int		 status, fds[2];
+	int		 status, fds[2], got;
 	ssize_t		 n;
 	size_t		 i;
 	pid_t		 r;
@@ -883,7 +909,18 @@ bk_s3_tick(struct lcluster *lc)
 				free(bk->last_error);
 				bk->last_error = NULL;
 			}
+		} else if (r > 0 && WIFEXITED(status) && WEXITSTATUS(status) ==
+		    BACKUP_S3_EXIT_EXPIRED && bk->up_backoff_s == 0) {
+			/* New credentials, and at once, once. */
+			local_s3_creds_expired(lc->ctx);
+			bk->up_backoff_s = 1;
+			log_cluster(LOG_LEVEL_INFO, lc->name, "upload of %s: "
+			    "S3 says the credentials expired; fetching new "
+			    "ones", bk->up_snap);
 		} else {
+			if (r > 0 && WIFEXITED(status) && WEXITSTATUS(status) ==
+			    BACKUP_S3_EXIT_EXPIRED)
+				local_s3_creds_expired(lc->ctx);
 			bk->up_backoff_s = bk->up_backoff_s ?
 			    bk->up_backoff_s * 2 : 2;
 			if (bk->up_backoff_s > 300)
@@ -903,6 +940,17 @@ bk_s3_tick(struct lcluster *lc)
 	}
 	if (now < bk->up_retry_at || bk->up_pending == 0)
 		return;
+	if ((got = local_s3_creds(lc->ctx, &cr, &no)) == 0)
+		return;		/* being fetched: a later tick */
+	if (got < 0) {
+		bk->up_retry_at = now + CREDCHAIN_RETRY_MS / 1000;
+		xasprintf(&m, "upload to S3: %s, will retry in %ds", no,
+		    CREDCHAIN_RETRY_MS / 1000);
+		bk_set_error(lc, m);
+		free(m);
+		lcluster_changed(lc);
+		return;
+	}
 	l = backup_list(bk_root(lc), lc->name);
 	json_array_foreach(l, i, e) {
 		const char *name = json_string_value(json_object_get(e,
@@ -918,10 +966,11 @@ bk_s3_tick(struct lcluster *lc)
 		}
 		if ((bk->up_pid = fork()) == 0) {
 			close(fds[0]);
-			if (backup_s3_upload(&lc->ctx->conf->s3, dir, name,
-			    &cause) != 0) {
+			if ((got = backup_s3_upload(&lc->ctx->conf->s3, cr,
+			    dir, name, &cause)) != 0) {
 				dprintf(fds[1], "%s", cause ? cause : "error");
-				_exit(1);
+				_exit(got == -EKEYEXPIRED ?
+				    BACKUP_S3_EXIT_EXPIRED : 1);
 			}
 			(void)unlink(mk);
 			_exit(0);
@@ -937,7 +986,7 @@ bk_s3_tick(struct lcluster *lc)
 		bk->up_fd = fds[0];
 		bk->up_snap = xstrdup(name);
 		log_cluster(LOG_LEVEL_INFO, lc->name, "uploading snapshot %s "
-		    "to S3", name);
+		    "to S3 (credentials from %s)", name, cr->source);
 		break;
 	}
 	json_decref(l);
@@ -1108,12 +1157,61 @@ lbk_final(struct lcluster *lc, backend_op_cb cb, void *arg, char **cause)
 	return r;
 }
 
+/*
+ * A due automatic snapshot waits for the cluster (a reshard, a failover,
+ * a node down, the maintenance window): said once at info level and in
+ * the status, until it is taken or its window closes.
+ */
+static void
+bk_postpone(struct lcluster *lc, int64_t now, const char *why)
+{
+	struct lbk	*bk = lc->bk;
+	char		 end[40];
+
+	if (bk->postponed != NULL && strcmp(bk->postponed, why) == 0)
+		return;
+	if (bk->postponed == NULL) {
+		bk->postponed_since = now;
+		bk->postponed_window = window_last_start(&bk->win, now);
+	}
+	format_rfc3339(bk->postponed_window + (int64_t)bk->win.len * 60, end,
+	    sizeof end);
+	log_cluster(LOG_LEVEL_INFO, lc->name, "automatic snapshot postponed: "
+	    "%s; it is taken as soon as that ends, until the window closes at "
+	    "%s", why, end);
+	free(bk->postponed);
+	bk->postponed = xstrdup(why);
+	lcluster_changed(lc);
+}
+
+/* The snapshot is being taken, or its window closed without it. */
+static void
+bk_postpone_end(struct lcluster *lc, int64_t now)
+{
+	struct lbk	*bk = lc->bk;
+	char		*m;
+
+	if (bk->postponed == NULL)
+		return;
+	if (now >= bk->postponed_window + (int64_t)bk->win.len * 60 &&
+	    bk->last_auto < bk->postponed_window) {
+		xasprintf(&m, "automatic snapshot missed: %s until its window "
+		    "closed", bk->postponed);
+		bk_set_error(lc, m);
+		free(m);
+	}
+	free(bk->postponed);
+	bk->postponed = NULL;
+	lcluster_changed(lc);
+}
+
 /* From the monitor's tick: is an automatic snapshot due? */
 void
 lbk_tick(struct lcluster *lc)
 {
 	struct lbk	*bk = lc->bk;
 	char		 stamp[32], *name, *cause = NULL;
+	const char	*why;
 	int64_t		 now = clock_wall_s(), due;
 	time_t		 tt = (time_t)now;
 	struct tm	 tm;
@@ -1127,10 +1225,16 @@ lbk_tick(struct lcluster *lc)
 		bk_scan(lc);
 		bk_retain(lc);
 	}
-	if ((due = bk_next_due(lc, now)) == 0 || due > now)
+	if ((due = bk_next_due(lc, now)) == 0 || due > now) {
+		bk_postpone_end(lc, now);
 		return;
-	if (window_contains(&bk->mwin, now) || bk_busy(lc) != NULL)
+	}
+	if ((why = window_contains(&bk->mwin, now) ? "the maintenance window "
+	    "is open" : bk_busy(lc)) != NULL) {
+		bk_postpone(lc, now, why);
 		return;		/* later in the same window */
+	}
+	bk_postpone_end(lc, now);
 	gmtime_r(&tt, &tm);
 	strftime(stamp, sizeof stamp, "%Y%m%d%H%M", &tm);
 	xasprintf(&name, "%s-auto-%s", lc->name, stamp);

@@ -283,6 +283,8 @@ shard_new(struct lcluster *lc, char **cause)
 	}
 	if ((r = lstate_save(lc, cause)) != 0)
 		return r;
+	if (lc->restore_placing)
+		return 0;	/* lrs_place_start() starts them */
 	for (i = 0; i < (int)lc->nnodes; i++) {
 		n = lc->nodes[i];
 		if (strcmp(n->shard, sh->id) == 0 &&
@@ -302,9 +304,23 @@ lcl_create(struct lcluster *lc, const struct cluster_spec *s, char **cause)
 	lc->exists = true;
 	lc->created = false;
 	lcl_init(lc);
+	(void)lrs_same_layout(lc, s);
 	for (i = 0; i < s->num_node_groups; i++)
-		if ((r = shard_new(lc, cause)) != 0)
+		if ((r = shard_new(lc, cause)) != 0) {
+			lc->restore_placing = false;
 			return r;
+		}
+	if (lc->restore_placing) {
+		if ((r = lrs_place_start(lc, cause)) == 0)
+			return 0;	/* it starts the nodes */
+		log_cluster(LOG_LEVEL_WARNING, lc->name, "%s; loading the "
+		    "snapshot's keys instead", *cause);
+		free(*cause);
+		*cause = NULL;
+		for (i = 0; i < (int)lc->nnodes; i++)
+			if ((r = lnode_start(lc, lc->nodes[i], cause)) != 0)
+				return r;
+	}
 	lmon_start(lc);
 	return 0;
 }

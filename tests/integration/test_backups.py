@@ -295,6 +295,98 @@ class BackupTest(DaemonTest):
                 s["phase"] == "available"
         wait_for(moved, 30, interval=0.2, what="shard s2 failed over")
 
+    def test_busy_at_window_start_postponed_then_taken_once(self):
+        # The snapshot window opens while the cluster reshards (2 shards
+        # to 3): no snapshot while it moves slots, the status says it is
+        # postponed, why and until when; once the reshard is done it is
+        # taken, inside the window, once. One slot and one key at a time,
+        # so the reshard outlasts the window's start.
+        now = datetime.datetime.now(datetime.timezone.utc)
+        sw, mw = windows(now + datetime.timedelta(hours=12))
+        d = self.start(extra_conf="  migrate_slots: 1\n  migrate_batch: 1\n"
+                       "  migrate_pipeline: 1\n")
+
+        def cat(shards, window):
+            return spec("cat", backend="local", extra=(
+                "port: %d\ncluster_mode:\n  enabled: true\n"
+                "  num_node_groups: %d\n  replicas_per_node_group: 0\n"
+                "snapshot_window: \"%s\"\nmaintenance_window: \"%s\"\n"
+                "snapshot_retention_limit: 1\n"
+                % (self.port, shards, window, mw)))
+        d.write("cat.yaml", cat(2, sw))
+
+        def settled(n):
+            def ok():
+                d.alive()
+                st = d.status("cat")
+                if not st or st["phase"] != "available" or \
+                        st["endpoints"].get("cluster_state") != "ok" or \
+                        len(st["endpoints"]["nodes"]) != n or \
+                        st["observed_generation"] != st["generation"]:
+                    return None
+                return st
+            return ok
+        wait_for(settled(2), 40, interval=0.1, what="2 shards")
+        c = ClusterClient([("127.0.0.1", self.port)])
+        try:
+            for i in range(30000):
+                c.call("SET", "k%d" % i, "v" * 100, key="k%d" % i)
+        finally:
+            c.close()
+        self.assertEqual(self.backups(d, "cat")["snapshots"], 0)
+        # Stopped: one more shard, and a window that opens 5 s after the
+        # daemon is back (its clock moved by the test hook), while the
+        # reshard (which starts about 3 s after, and moves 10000 keys one
+        # by one) is under way.
+        d.stop()
+        start = (int(time.time()) + 12 * 3600) // 60 * 60
+        ws = datetime.datetime.fromtimestamp(start, datetime.timezone.utc)
+        we = ws + datetime.timedelta(minutes=60)
+        win = "%02d:%02d-%02d:%02d" % (ws.hour, ws.minute, we.hour,
+                                       we.minute)
+        d.write("cat.yaml", cat(3, win))
+        d = self.start(offset=start - 5 - int(time.time()), d=d)
+        wait_for(lambda: "resharding: moving" in d.log(), 20,
+                 interval=0.05, what="the reshard started")
+        b = wait_for(lambda: (self.backups(d, "cat") or {}).get(
+            "postponed") and self.backups(d, "cat"), 30, interval=0.05,
+            what="the snapshot postponed")
+        self.assertIn("resharding", b["postponed"]["reason"])
+        since = datetime.datetime.fromisoformat(
+            b["postponed"]["since"].replace("Z", "+00:00"))
+        self.assertGreaterEqual(since, ws)
+        self.assertEqual(b["postponed"]["until_window_end"],
+                         we.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        due = datetime.datetime.fromisoformat(b["next_due"].replace(
+            "Z", "+00:00"))
+        self.assertTrue(ws <= due < we, due)     # now: as soon as it can
+        self.assertEqual(b["snapshots"], 0)
+        self.assertIsNone(b["in_progress"])
+        self.assertEqual(self.snap_dirs(d, "cat"), [])
+        log = d.log()
+        self.assertIn("automatic snapshot postponed: the cluster is not "
+                      "available (resharding", log)
+        self.assertNotIn("resharding done", log)
+        # Then the reshard ends and the snapshot follows, of 3 shards.
+        wait_for(settled(3), 120, interval=0.2, what="3 shards")
+        b = self.wait_snapshots(d, 1, "cat", timeout=30)
+        self.assertNotIn("postponed", b)
+        self.assertIsNone(b["last_error"])
+        (snap,) = self.snap_dirs(d, "cat")
+        m = self.check_files(d, snap, "cat")
+        self.assertEqual(m["type"], "automatic")
+        self.assertEqual([x["id"] for x in m["shards"]], ["s1", "s2", "s3"])
+        self.assertTrue(start <= m["created_at_unix"] < start + 3600,
+                        m["created_at"])
+        log = d.log()
+        self.assertLess(log.index("resharding done"),
+                        log.index("snapshot %s (automatic) started" % snap))
+        self.assertEqual(log.count("automatic snapshot postponed"), 1)
+        # Once: nothing more in the same window.
+        time.sleep(2)
+        self.assertEqual(self.snap_dirs(d, "cat"), [snap])
+        self.assertEqual(d.log().count("(automatic) started"), 1)
+
     def test_restore_same_layout_other_layout_and_corrupt(self):
         now = datetime.datetime.now(datetime.timezone.utc)
         sw, mw = windows(now + datetime.timedelta(hours=12))
@@ -339,7 +431,26 @@ class BackupTest(DaemonTest):
         wait_for(lambda: d.status("web2") and d.status("web2")["phase"] ==
                  "available", 40, interval=0.1, what="web2 restored")
         check(p2)
-        self.assertIn("restored from snapshot src1", d.log())
+        log = d.log()
+        self.assertIn("cluster web2: restoring from snapshot src1 (checksums "
+                      "first): same layout, each shard's primary starts "
+                      "from its RDB", log)
+        self.assertIn("cluster web2: restored from snapshot src1 (same "
+                      "layout: 1 shard started from the snapshot's RDB)", log)
+        # The primary loaded every key from the RDB at its start; the
+        # replica has them too.
+        st2 = d.status("web2")
+        (prim,) = [n for n in st2["endpoints"]["nodes"]
+                   if n["role"] == "primary"]
+        (repl,) = [n for n in st2["endpoints"]["nodes"]
+                   if n["role"] == "replica"]
+        loaded = self.rdb_loaded(prim["address"])
+        self.assertGreaterEqual(loaded, len(want) + 51)
+        with Client(port=int(prim["address"].rsplit(":", 1)[1])) as c:
+            self.assertEqual(int(c.call("DBSIZE")), loaded)
+        with Client(port=int(repl["address"].rsplit(":", 1)[1])) as c:
+            wait_for(lambda: int(c.call("DBSIZE")) == loaded, 10,
+                     what="the replica synced")
         # Another layout: cluster mode with three shards.
         p3 = self.base + 106
         d.write("cat.yaml", spec("cat", backend="local", extra=(
@@ -350,6 +461,34 @@ class BackupTest(DaemonTest):
         wait_for(lambda: d.status("cat") and d.status("cat")["phase"] ==
                  "available", 60, interval=0.1, what="cat restored")
         check(p3, cluster=True)
+        self.assertRegex(d.log(), r"cluster cat: restored from snapshot src1 "
+                         r"\(\d+ keys\)")
+        self.assertNotIn("cluster cat: restoring from snapshot src1 "
+                         "(checksums first): same layout", d.log())
+        # Cluster mode, same layout: 3 shards into 3 shards (with a
+        # replica each), every primary started from its shard's RDB.
+        self.cli(d, "snapshot", "cat", "--name", "src3")
+        p5 = self.base + 115
+        d.write("cat2.yaml", spec("cat2", backend="local", extra=(
+            "port: %d\ncluster_mode:\n  enabled: true\n"
+            "  num_node_groups: 3\n  replicas_per_node_group: 1\n"
+            "snapshot_window: \"%s\"\nmaintenance_window: \"%s\"\n"
+            "restore_from: src3\n" % (p5, sw, mw))))
+        st5 = wait_for(lambda: d.status("cat2") and d.status("cat2")[
+            "phase"] == "available" and d.status("cat2"), 60, interval=0.1,
+            what="cat2 restored")
+        check(p5, cluster=True)
+        log = d.log()
+        self.assertIn("cluster cat2: restoring from snapshot src3 "
+                      "(checksums first): same layout", log)
+        self.assertIn("cluster cat2: restored from snapshot src3 (same "
+                      "layout: 3 shards started from the snapshot's RDB)", log)
+        prims = [n for n in st5["endpoints"]["nodes"]
+                 if n["role"] == "primary"]
+        self.assertEqual(len(prims), 3)
+        counts = [self.rdb_loaded(n["address"]) for n in prims]
+        self.assertTrue(all(n > 0 for n in counts), counts)
+        self.assertGreaterEqual(sum(counts), len(want) + 51)
         # A flipped byte: refused before any key is written.
         src = os.path.join(d.state, "backups", "web", "src1")
         bad = os.path.join(d.state, "backups", "web", "bad1")
@@ -369,14 +508,31 @@ class BackupTest(DaemonTest):
             what="web4 refused")
         self.assertIn("corrupt", st["message"])
         self.assertIn("corrupt", st["backups"]["last_error"])
-        with Client(port=p4) as c:
-            self.assertEqual(int(c.call("DBSIZE")), 0)
+        # Its node starts empty (in the same layout, as soon as the
+        # checksums failed).
+
+        def dbsize():
+            with Client(port=p4) as c:
+                return (int(c.call("DBSIZE")),)
+        self.assertEqual(wait_for(dbsize, 10, interval=0.1,
+                                  what="web4's node answering"), (0,))
         # A name that is not a snapshot name is a spec error.
         d.write("web5.yaml", spec("web5", backend="local", extra=(
             "cluster_size: 1\nport: %d\nrestore_from: \"Bad_Name\"\n"
             % (self.base + 112))))
         wait_for(lambda: "spec.restore_from must be a snapshot name" in
                  d.log(), 10, what="restore_from validated")
+
+    def rdb_loaded(self, address):
+        """Keys the node at HOST:PORT loaded from an RDB when it started."""
+        with Client(port=int(address.rsplit(":", 1)[1])) as c:
+            info = c.call("INFO", "persistence")
+        if isinstance(info, bytes):
+            info = info.decode()
+        for line in info.splitlines():
+            if line.startswith("rdb_last_load_keys_loaded:"):
+                return int(line.split(":")[1])
+        raise AssertionError("no rdb_last_load_keys_loaded in INFO")
 
     def test_encrypted_round_trip_tamper_and_key_hygiene(self):
         key = os.urandom(32).hex()
@@ -454,8 +610,12 @@ class BackupTest(DaemonTest):
             "phase"] == "failed" and d.status("web3"), 40, interval=0.1,
             what="web3 refused")
         self.assertIn("fails authentication", st["message"])
-        with Client(port=p3) as c:
-            self.assertEqual(int(c.call("DBSIZE")), 0)
+
+        def dbsize():       # its node starts empty, just after the refusal
+            with Client(port=p3) as c:
+                return (int(c.call("DBSIZE")),)
+        self.assertEqual(wait_for(dbsize, 10, interval=0.1,
+                                  what="web3's node answering"), (0,))
         # The key is nowhere but in its own file.
         raw = bytes.fromhex(key)
         for root, _, files in os.walk(self.tmp):
@@ -491,11 +651,18 @@ class BackupTest(DaemonTest):
                           p.stdout.decode(errors="replace")[-300:])
         return binary
 
-    def s3rver_start(self, binary, port, data):
+    def s3rver_start(self, binary, port, data, any_key=False, env=None):
         log = open(os.path.join(self.tmp, "s3rver.log"), "ab")
-        p = subprocess.Popen([binary, "-d", data, "-a", "127.0.0.1", "-p",
-                              str(port), "--configure-bucket", "ckb"],
-                             stdout=log, stderr=subprocess.STDOUT)
+        cmd = [binary]
+        if any_key:     # any access key id, each logged once
+            cmd = [shutil.which("node"), os.path.join(
+                os.path.dirname(os.path.abspath(__file__)),
+                "s3rver_anykey.js"), os.path.join(os.path.dirname(
+                    os.path.dirname(binary)), "s3rver")]
+        p = subprocess.Popen(cmd + ["-d", data, "-a", "127.0.0.1", "-p",
+                                    str(port), "--configure-bucket", "ckb"],
+                             stdout=log, stderr=subprocess.STDOUT,
+                             env=dict(os.environ, **(env or {})))
         log.close()
         self.addCleanup(self.s3rver_stop, p)
 
@@ -585,6 +752,12 @@ class BackupTest(DaemonTest):
         wait_for(lambda: d.status("web2") and d.status("web2")["phase"] ==
                  "available", 40, interval=0.1, what="web2 restored from S3")
         self.assertIn("fetched snapshot s3one from S3", d.log())
+        # Fetched before any node started, so the same layout's primary
+        # started from its RDB.
+        self.assertIn("cluster web2: restoring from snapshot s3one "
+                      "(checksums first): same layout", d.log())
+        (prim,) = d.status("web2")["endpoints"]["nodes"]
+        self.assertEqual(self.rdb_loaded(prim["address"]), len(want) + 1)
         with Client(port=p2) as c:
             for k, v in want.items():
                 self.assertEqual(c.call("GET", k), v)
@@ -615,6 +788,147 @@ class BackupTest(DaemonTest):
             self.assertEqual(objs["snaps/s3two/s1.rdb"], f.read())
         self.assertIn("snaps/s3two/manifest.json", objs)
         self.assertIsNone(self.backups(d)["last_error"])
+
+    def test_s3_expired_token_fetches_new_credentials(self):
+        # S3 refuses the instance credentials as expired (before their
+        # own expiry, as after a clock step): the daemon fetches new ones
+        # from the chain and uploads again at once, without a warning.
+        from test_elasticache import Emulator, have_botocore
+        if not have_botocore():
+            self.skipTest("the emulator needs Debian's python3-botocore")
+        binary = self.s3rver_bin()
+        emu = Emulator()
+        self.addCleanup(emu.stop)
+        s3port = self.base + 110
+        data = os.path.join(self.tmp, "s3data")
+        os.makedirs(data)
+        self.s3rver_start(binary, s3port, data, any_key=True,
+                          env={"S3RVER_EXPIRE_FIRST": "1"})
+        now = datetime.datetime.now(datetime.timezone.utc)
+        sw, mw = windows(now + datetime.timedelta(hours=12))
+        d = self.daemon(binary=DAEMON, env={
+            "AWS_EC2_METADATA_DISABLED": "",
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT": emu.url})
+        with open(d.conf, "w") as f:
+            f.write("clusters_dir: %s\nstate_dir: %s\nresync_interval: 5s\n"
+                    "local:\n  port_range: %d-%d\nbackups:\n  s3:\n"
+                    "    bucket: ckb\n    endpoint: http://127.0.0.1:%d\n"
+                    % (d.specs, d.state, self.base, self.base + 99, s3port))
+        self.start(d=d)
+        d.write("web.yaml", self.group(size=1, window=sw))
+        self.wait_available(d)
+        self.cli(d, "snapshot", "web", "--name", "exp1")
+        wait_for(lambda: "exp1/manifest.json" in self.s3_objects(data), 30,
+                 interval=0.1, what="exp1 uploaded")
+        log = d.log()
+        self.assertIn("upload of exp1: S3 says the credentials expired; "
+                      "fetching new ones", log)
+        self.assertEqual(log.count("s3: credentials from instance metadata"),
+                         2, log)
+        self.assertNotIn("upload of exp1 to S3 failed", log)
+        key = emu.control("imds")["current"]["AccessKeyId"]
+        with open(os.path.join(self.tmp, "s3rver.log"),
+                  errors="replace") as f:
+            slog = f.read()
+        self.assertIn("expired key %s" % key, slog)
+        self.assertIn("access key %s" % key, slog)
+        wait_for(lambda: self.backups(d)["s3"]["pending"] == 0, 10,
+                 interval=0.1, what="nothing pending")
+        self.assertIsNone(self.backups(d)["last_error"])
+
+    def test_s3_credentials_from_instance_metadata_refreshed(self):
+        # No keys in the environment or the shared files: the daemon's
+        # credentials chain (the ElastiCache backend's) finds them in the
+        # emulator's IMDSv2, fetches new ones when they near expiry, and
+        # no secret of them is ever written anywhere.
+        from test_elasticache import Emulator, have_botocore
+        if not have_botocore():
+            self.skipTest("the emulator needs Debian's python3-botocore")
+        binary = self.s3rver_bin()
+        emu = Emulator()
+        self.addCleanup(emu.stop)
+        # 10 s credentials: fresh for 8 s (the chain refreshes a fifth of
+        # their life ahead).
+        emu.control("imds", {"expiry_seconds": 10})
+        s3port = self.base + 110
+        data = os.path.join(self.tmp, "s3data")
+        os.makedirs(data)
+        self.s3rver_start(binary, s3port, data, any_key=True)
+        now = datetime.datetime.now(datetime.timezone.utc)
+        sw, mw = windows(now + datetime.timedelta(hours=12))
+        d = self.daemon(binary=DAEMON, env={
+            "AWS_EC2_METADATA_DISABLED": "",
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT": emu.url})
+        self.assertNotIn("AWS_ACCESS_KEY_ID", d.env)
+        with open(d.conf, "w") as f:
+            f.write("clusters_dir: %s\nstate_dir: %s\nresync_interval: 5s\n"
+                    "local:\n  port_range: %d-%d\nbackups:\n  s3:\n"
+                    "    bucket: ckb\n    prefix: imds/\n"
+                    "    region: us-east-1\n"
+                    "    endpoint: http://127.0.0.1:%d\n"
+                    % (d.specs, d.state, self.base, self.base + 99, s3port))
+        self.start(d=d)
+        d.write("web.yaml", self.group(size=1, window=sw))
+        self.wait_available(d)
+        with Client(port=self.port) as c:
+            for i in range(20):
+                c.call("SET", "k%d" % i, "v%d" % i)
+        secrets, keys = [], []
+
+        def remember():
+            cur = emu.control("imds")["current"]
+            if cur and cur["SecretAccessKey"] not in secrets:
+                secrets.append(cur["SecretAccessKey"])
+                secrets.append(cur["Token"])
+                keys.append(cur["AccessKeyId"])
+            return cur
+        for n, snap in enumerate(("imdsone", "imdstwo")):
+            if n == 1:
+                # Past the first keys' refresh point.
+                first = emu.control("imds")["current"]["AccessKeyId"]
+                time.sleep(8.5)
+            self.cli(d, "snapshot", "web", "--name", snap)
+            wait_for(lambda: "imds/%s/manifest.json" % snap in
+                     self.s3_objects(data), 30, interval=0.1,
+                     what="%s uploaded" % snap)
+            remember()
+            objs = self.s3_objects(data)
+            with open(os.path.join(d.state, "backups", "web", snap,
+                                   "s1.rdb"), "rb") as f:
+                self.assertEqual(objs["imds/%s/s1.rdb" % snap], f.read())
+        wait_for(lambda: self.backups(d)["s3"]["pending"] == 0, 10,
+                 interval=0.1, what="nothing pending")
+        self.assertNotEqual(emu.control("imds")["current"]["AccessKeyId"],
+                            first, "the second upload used new keys")
+        # S3 saw both instance keys, and no other.
+        with open(os.path.join(self.tmp, "s3rver.log"),
+                  errors="replace") as f:
+            seen = [l.split()[2] for l in f if l.startswith("access key ")]
+        self.assertEqual(seen, keys)
+        self.assertEqual(len(set(keys)), 2)
+        log = d.log()
+        self.assertEqual(log.count("s3: credentials from instance metadata "
+                                   "(role cachekeeper-role)"), 2, log)
+        self.assertIn("uploading snapshot imdstwo to S3 (credentials from "
+                      "instance metadata (role cachekeeper-role))", log)
+        st = self.backups(d)
+        self.assertIsNone(st["last_error"])
+        self.assertTrue(st["s3"]["last_upload"])
+        # The secrets: never in the log, the status or any file the daemon
+        # keeps.
+        self.assertEqual(len(secrets), 4)
+        texts = [log, json.dumps(d.status("web")),
+                 self.cli(d, "status", "-o", "json").stdout.decode(),
+                 self.cli(d, "snapshots", "-o", "json").stdout.decode()]
+        for root, _, files in os.walk(d.state):
+            for n in files:
+                p = os.path.join(root, n)
+                if os.path.isfile(p) and not n.endswith(".rdb"):
+                    with open(p, "rb") as f:
+                        texts.append(f.read().decode(errors="replace"))
+        for sec in secrets:
+            for t in texts:
+                self.assertNotIn(sec, t)
 
     def test_s3_retention_deletes_remote_copy(self):
         binary = self.s3rver_bin()

@@ -1,7 +1,11 @@
 /*
  * Credentials from the environment and the shared files, as the AWS SDKs
  * read them: precedence of files and profiles, half-set credentials
- * reported, secrets never mixed up.
+ * reported, secrets never mixed up. And the chain over them
+ * (credchain.c) in its synchronous part: the order, the answer of a
+ * failed chain until its retry time, a fetch again after expire. (Its
+ * web identity and IMDSv2 legs are driven by the integration tests,
+ * against the emulator.)
  */
 #include "config.h"
 
@@ -15,8 +19,11 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <event2/event.h>
 
+#include "credchain.h"
 #include "creds.h"
+#include "http.h"
 #include "util.h"
 
 static char	 dir[] = "/tmp/ck-creds-XXXXXX";
@@ -133,12 +140,82 @@ test_profiles(void **state)
 	    "/nonexistent/b", &c, &cause), -ENOENT);
 }
 
+static void
+never_called(void *arg)
+{
+	fail_msg("the chain called back for a synchronous answer");
+}
+
+static void
+test_chain(void **state)
+{
+	struct event_base	*base = event_base_new();
+	struct http		*h = http_new(base);
+	struct credchain	*cc = credchain_new(h, "test", never_called,
+				    NULL);
+	const struct aws_creds	*cr;
+	const char		*why;
+
+	/* Nothing anywhere, no instance metadata: a reason, then the same
+	 * answer without a second fetch until the retry time. */
+	setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/c", 1);
+	setenv("AWS_CONFIG_FILE", "/nonexistent/d", 1);
+	setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
+	unsetenv("AWS_ROLE_ARN");
+	assert_int_equal(credchain_get(cc, &cr, &why), -EACCES);
+	assert_null(cr);
+	assert_non_null(strstr(why, "no AWS credentials: none in the "
+	    "environment or the shared files, no web identity, and "
+	    "AWS_EC2_METADATA_DISABLED is set"));
+	assert_null(credchain_source(cc));
+	setenv("AWS_ACCESS_KEY_ID", "AKIDLATER", 1);
+	setenv("AWS_SECRET_ACCESS_KEY", "secretlater", 1);
+	assert_int_equal(credchain_get(cc, &cr, &why), -EACCES);
+	assert_int_equal(credchain_fetches(cc), 1);
+	credchain_free(cc);
+
+	/* The environment first, kept (it does not expire). */
+	cc = credchain_new(h, "test", never_called, NULL);
+	setenv("AWS_SHARED_CREDENTIALS_FILE", kfile, 1);
+	assert_int_equal(credchain_get(cc, &cr, &why), 1);
+	assert_string_equal(cr->access_key_id, "AKIDLATER");
+	assert_string_equal(credchain_source(cc), "environment");
+	assert_int_equal(credchain_get(cc, &cr, &why), 1);
+	assert_int_equal(credchain_fetches(cc), 1);
+	/* AWS said they expired: fetched again, now from the profile. */
+	unsetenv("AWS_ACCESS_KEY_ID");
+	unsetenv("AWS_SECRET_ACCESS_KEY");
+	credchain_configure(cc, "ops", "eu-west-1");
+	credchain_expire(cc);
+	assert_int_equal(credchain_get(cc, &cr, &why), 1);
+	assert_int_equal(credchain_fetches(cc), 2);
+	assert_string_equal(cr->access_key_id, "AKIDOPS");
+	assert_string_equal(cr->session_token, "tokenops");
+	assert_string_equal(credchain_source(cc), "profile ops");
+	credchain_free(cc);
+
+	/* Half in the environment is an error worth telling. */
+	cc = credchain_new(h, "test", never_called, NULL);
+	setenv("AWS_ACCESS_KEY_ID", "AKIDHALF", 1);
+	assert_int_equal(credchain_get(cc, &cr, &why), -EACCES);
+	assert_non_null(strstr(why, "AWS_ACCESS_KEY_ID is set but "
+	    "AWS_SECRET_ACCESS_KEY is not"));
+	unsetenv("AWS_ACCESS_KEY_ID");
+	unsetenv("AWS_SHARED_CREDENTIALS_FILE");
+	unsetenv("AWS_CONFIG_FILE");
+	unsetenv("AWS_EC2_METADATA_DISABLED");
+	credchain_free(cc);
+	http_free(h);
+	event_base_free(base);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_env),
 		cmocka_unit_test(test_profiles),
+		cmocka_unit_test(test_chain),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
