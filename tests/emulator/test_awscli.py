@@ -38,8 +38,8 @@ import urllib.request
 import xml.etree.ElementTree as ET
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-EMULATOR = os.path.join(HERE, "elasticache_emulator.py")
-PYTHON = "/usr/bin/python3"
+sys.path.insert(0, HERE)
+from ec_client import Emulator, EMULATOR, PYTHON  # noqa: E402,F401
 AWS = "/usr/bin/aws"
 AK = "AKIDEXAMPLE"
 SK = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
@@ -80,65 +80,6 @@ def ensure_tools():
     if have_tools():
         return None
     return "apt-get could not install awscli and python3-botocore"
-
-
-class Emulator:
-    def __init__(self, extra_args=()):
-        self.log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(
-            [PYTHON, EMULATOR, "--port", "0", "--delay-ms", "200",
-             "--exit-on-stdin-eof"] + list(extra_args),
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log)
-        line = self.proc.stdout.readline().decode().strip()
-        if not line.isdigit():
-            self.stop()
-            raise RuntimeError("emulator did not print its port: %r\n%s"
-                               % (line, self.stderr()))
-        self.port = int(line)
-        self.url = "http://127.0.0.1:%d" % self.port
-
-    def stderr(self):
-        self.log.seek(0)
-        return self.log.read().decode(errors="replace")
-
-    def stop(self):
-        """Stop the child by its pid."""
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, 15)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, 9)
-                self.proc.wait(5)
-        for f in (self.proc.stdin, self.proc.stdout):
-            if f and not f.closed:
-                f.close()
-
-    def control(self, path, data=None, method=None):
-        body = json.dumps(data).encode() if data is not None else None
-        req = urllib.request.Request(
-            self.url + "/_emulator/" + path, data=body,
-            method=method or ("POST" if body is not None else "GET"),
-            headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return json.loads(r.read())
-
-    def group(self, rg_id):
-        for g in self.control("state")["replication_groups"]:
-            if g["ReplicationGroupId"] == rg_id:
-                return g
-        return None
-
-    def wait_status(self, rg_id, status, timeout=10):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            g = self.group(rg_id)
-            cur = g["Status"] if g else "gone"
-            if cur == status:
-                return g
-            time.sleep(0.05)
-        raise AssertionError("%s did not reach %s (now %s)"
-                             % (rg_id, status, cur))
 
 
 # ------------------------------------------------- independent SigV4 signer

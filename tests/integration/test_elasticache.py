@@ -5,21 +5,17 @@ SigV4 signature with botocore and moves groups through AWS's asynchronous
 states. The emulator is started per test on a port it picks and stopped by
 its pid, also on failure."""
 
-import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
 
 import cklib
 from cklib import DaemonTest, spec, wait_for, DAEMON
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-EMULATOR = os.path.join(cklib.SRCDIR, "tests", "emulator",
-                        "elasticache_emulator.py")
-PYTHON = "/usr/bin/python3"
+sys.path.insert(0, os.path.join(cklib.SRCDIR, "tests", "emulator"))
+from ec_client import Emulator, EMULATOR, PYTHON  # noqa: E402,F401
 AK = "AKIDEXAMPLE"
 SK = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
 
@@ -28,60 +24,6 @@ def have_botocore():
     return subprocess.call([PYTHON, "-c", "import botocore"],
                            stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL) == 0
-
-
-class Emulator:
-    def __init__(self, delay_ms=200, extra=()):
-        self.log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(
-            [PYTHON, EMULATOR, "--port", "0", "--delay-ms", str(delay_ms),
-             "--exit-on-stdin-eof"] + list(extra),
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log)
-        line = self.proc.stdout.readline().decode().strip()
-        if not line.isdigit():
-            self.stop()
-            raise RuntimeError("emulator did not start: %r\n%s" %
-                               (line, self.stderr()))
-        self.port = int(line)
-        self.url = "http://127.0.0.1:%d" % self.port
-
-    def stderr(self):
-        self.log.seek(0)
-        return self.log.read().decode(errors="replace")
-
-    def stop(self):
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, 15)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, 9)
-                self.proc.wait(5)
-        for f in (self.proc.stdin, self.proc.stdout):
-            if f and not f.closed:
-                f.close()
-        self.log.close()
-
-    def control(self, path, data=None, method=None):
-        body = json.dumps(data).encode() if data is not None else None
-        req = urllib.request.Request(
-            self.url + "/_emulator/" + path, data=body,
-            method=method or ("POST" if body is not None else "GET"),
-            headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return json.loads(r.read())
-
-    def group(self, rg_id):
-        for g in self.control("state")["replication_groups"]:
-            if g["ReplicationGroupId"] == rg_id:
-                return g
-        return None
-
-    def calls(self, kind="ok"):
-        return self.control("calls").get(kind, {})
-
-    def requests(self, action):
-        return self.control("requests?action=" + action)["requests"]
 
 
 class ElastiCacheTest(DaemonTest):
