@@ -708,6 +708,32 @@ check_failover(const struct dconf *c, const char *dir)
 	assert_string_equal(c->local.bind, "0.0.0.0");
 }
 
+static void
+check_group_root(const struct dconf *c, const char *dir)
+{
+	(void)dir;
+	assert_true(c->control_group_set);
+	assert_string_equal(c->control_group, "root");
+	assert_int_equal(c->control_gid, 0);
+}
+
+static void
+check_group_numeric(const struct dconf *c, const char *dir)
+{
+	(void)dir;
+	assert_true(c->control_group_set);
+	assert_string_equal(c->control_group, "4242");
+	assert_int_equal(c->control_gid, 4242);
+}
+
+static void
+check_group_unset(const struct dconf *c, const char *dir)
+{
+	(void)dir;
+	assert_false(c->control_group_set);
+	assert_null(c->control_group);
+}
+
 #define MSG_RESYNC \
 	"resync_interval must be a duration from 1s to 24h (units ms, s, m, " \
 	"h, e.g. 1500ms or 1m30s), got "
@@ -768,6 +794,27 @@ static const struct dconf_case dconf_cases[] = {
 	{ "default_backend_unknown", "default_backend: docker\n",
 	    { "1:18: default_backend must be one of local or elasticache, got "
 	    "'docker'" }, NULL },
+	{ "control_group_name", "control_socket_group: root\n", { NULL },
+	    check_group_root },
+	{ "control_group_gid", "control_socket_group: 4242\n", { NULL },
+	    check_group_numeric },
+	{ "control_group_default", "control_socket: /run/x.sock\n", { NULL },
+	    check_group_unset },
+	{ "control_group_unknown",
+	    "control_socket_group: no-such-group-ck\n",
+	    { "1:23: control_socket_group: no group named 'no-such-group-ck' "
+	    "(a group name from getent group, or a numeric gid)" }, NULL },
+	{ "control_group_negative", "control_socket_group: -1\n",
+	    { "1:23: control_socket_group: no group named '-1' (a group name "
+	    "from getent group, or a numeric gid)" }, NULL },
+	{ "control_group_too_big", "control_socket_group: 4294967295\n",
+	    { "1:23: control_socket_group: no group named '4294967295' (a "
+	    "group name from getent group, or a numeric gid)" }, NULL },
+	{ "control_group_empty", "control_socket_group: ''\n",
+	    { "1:23: control_socket_group must not be empty" }, NULL },
+	{ "control_group_list", "control_socket_group: [ops]\n",
+	    { "1:23: control_socket_group must be a string, got a list" },
+	    NULL },
 	{ "relative_paths",
 	    "clusters_dir: clusters.d\nstate_dir: state\n"
 	    "control_socket: /run/x.sock\nlocal:\n  data_dir: data\n"
