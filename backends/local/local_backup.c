@@ -691,6 +691,7 @@ copy_start(struct lcluster *lc, struct bk_job *j)
 {
 	int	 fds[2], r;
 	char	*m;
+	pid_t	 parent;
 
 	j->copy_ms = clock_mono_ms();
 	manifest_base(lc, j);
@@ -706,7 +707,15 @@ copy_start(struct lcluster *lc, struct bk_job *j)
 		free(m);
 		return;
 	}
+	/*
+	 * The copy dies with the daemon: the next one removes .tmp-SNAP at
+	 * start, and must not race a leftover child still writing into it
+	 * (which could rename a directory emptied under it, manifest and
+	 * all, into a snapshot that looks complete).
+	 */
+	parent = getpid();
 	if ((j->pid = fork()) == 0) {
+		child_die_with_parent(parent);
 		close(fds[0]);
 		copy_child(j, fds[1]);
 	}
@@ -821,7 +830,7 @@ bk_s3_forget(struct lcluster *lc, const char *name)
 	struct lbk	*bk = lc->bk;
 	json_t		*m;
 	char		*path, *cause = NULL;
-	pid_t		 pid;
+	pid_t		 pid, parent;
 
 	if (bk->del_pid > 0) {
 		if (waitpid(bk->del_pid, NULL, WNOHANG) == 0)
@@ -834,7 +843,9 @@ bk_s3_forget(struct lcluster *lc, const char *name)
 	free(path);
 	if (m == NULL)
 		return true;
+	parent = getpid();
 	if ((pid = fork()) == 0) {
+		child_die_with_parent(parent);
 		if (backup_s3_delete(&lc->ctx->conf->s3, name, m, &cause) != 0)
 			_exit(1);
 		_exit(0);
@@ -859,7 +870,7 @@ bk_s3_tick(struct lcluster *lc)
 	int		 status, fds[2];
 	ssize_t		 n;
 	size_t		 i;
-	pid_t		 r;
+	pid_t		 r, parent;
 
 	if (lc->ctx->conf->s3.bucket == NULL)
 		return;
@@ -903,6 +914,7 @@ bk_s3_tick(struct lcluster *lc)
 	}
 	if (now < bk->up_retry_at || bk->up_pending == 0)
 		return;
+	parent = getpid();
 	l = backup_list(bk_root(lc), lc->name);
 	json_array_foreach(l, i, e) {
 		const char *name = json_string_value(json_object_get(e,
@@ -917,6 +929,7 @@ bk_s3_tick(struct lcluster *lc)
 			continue;
 		}
 		if ((bk->up_pid = fork()) == 0) {
+			child_die_with_parent(parent);
 			close(fds[0]);
 			if (backup_s3_upload(&lc->ctx->conf->s3, dir, name,
 			    &cause) != 0) {

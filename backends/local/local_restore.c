@@ -15,7 +15,6 @@
  */
 #include "config.h"
 
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -174,7 +173,7 @@ static pid_t
 child_temp_server(struct rs_ctx *x, int fd, const char *dir,
     const char *rdb, char **sock)
 {
-	pid_t		 pid;
+	pid_t		 pid, parent;
 	char		*conf, *txt;
 	int		 e;
 
@@ -187,11 +186,12 @@ child_temp_server(struct rs_ctx *x, int fd, const char *dir,
 	if ((e = file_write_atomic(conf, txt, strlen(txt), 0600, 0)) != 0)
 		child_fail(fd, "writing %s: %s", conf, strerror(-e));
 	free(txt);
+	parent = getpid();
 	if ((pid = fork()) == 0) {
 		int null = open("/dev/null", O_RDWR);
 
 		/* Never outlive the restore, whatever ends it. */
-		(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+		child_die_with_parent(parent);
 		dup2(null, 0);
 		dup2(null, 1);
 		dup2(null, 2);
@@ -392,6 +392,7 @@ lrs_tick(struct lcluster *lc)
 	int		 fds[2];
 	size_t		 i;
 	struct timeval	 tv = { 0, RS_POLL_MS * 1000 };
+	pid_t		 parent;
 
 	if (lc->restore_from == NULL || lc->restore_error != NULL ||
 	    lc->restore_pid != 0 || !lc->created)
@@ -409,9 +410,11 @@ lrs_tick(struct lcluster *lc)
 			return;
 		log_cluster(LOG_LEVEL_NOTICE, lc->name, "fetching snapshot %s "
 		    "from S3", lc->restore_from);
+		parent = getpid();
 		if ((lc->restore_pid = fork()) == 0) {
 			char *cause = NULL;
 
+			child_die_with_parent(parent);
 			close(fds[0]);
 			if (backup_s3_fetch(&lc->ctx->conf->s3,
 			    lc->ctx->conf->state_dir, lc->restore_from,
@@ -477,7 +480,14 @@ lrs_tick(struct lcluster *lc)
 	}
 	log_cluster(LOG_LEVEL_NOTICE, lc->name, "restoring from snapshot %s "
 	    "(checksums first)", lc->restore_from);
+	/*
+	 * The restore dies with the daemon (and its temporary redis-server
+	 * with it): the next daemon restores again from the start, and two
+	 * restores must never write to the new cluster at once.
+	 */
+	parent = getpid();
 	if ((lc->restore_pid = fork()) == 0) {
+		child_die_with_parent(parent);
 		close(fds[0]);
 		restore_child(x, fds[1]);
 	}

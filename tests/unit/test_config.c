@@ -7,6 +7,10 @@
  * Regression cases for fixed bugs say so in their comments.
  */
 #include "config.h"
+#include <sys/wait.h>
+#include <poll.h>
+#include <signal.h>
+#include <unistd.h>
 
 #include <errno.h>
 #include <limits.h>
@@ -24,6 +28,7 @@
 #include "dconf.h"
 #include "htab.h"
 #include "schema.h"
+#include "util.h"
 #include "window.h"
 
 /* Saturday 2024-01-06 00:00:00 UTC. */
@@ -953,6 +958,50 @@ run_dconf_case(void **state)
 	ck_tmpdir_free(dir);
 }
 
+/*
+ * A worker forked by a process that is then killed with -9 dies too: the
+ * pipe's last writer is the worker, so its EOF means the worker is gone.
+ */
+static void
+test_child_die_with_parent(void **state)
+{
+	struct pollfd	 pfd;
+	pid_t		 mid, leaf = 0;
+	int		 p[2], status;
+	char		 c;
+
+	(void)state;
+	assert_int_equal(pipe(p), 0);
+	if ((mid = fork()) == 0) {
+		pid_t self = getpid(), l;
+
+		close(p[0]);
+		if ((l = fork()) == 0) {
+			child_die_with_parent(self);
+			for (;;)
+				pause();
+		}
+		(void)!write(p[1], &l, sizeof l);
+		for (;;)
+			pause();
+	}
+	assert_true(mid > 0);
+	close(p[1]);
+	assert_int_equal(read(p[0], &leaf, sizeof leaf), sizeof leaf);
+	assert_true(leaf > 0);
+	assert_int_equal(kill(mid, SIGKILL), 0);
+	assert_int_equal(waitpid(mid, &status, 0), mid);
+	pfd.fd = p[0];
+	pfd.events = POLLIN;
+	/* 10 s: the worker is gone in milliseconds, or never. */
+	if (poll(&pfd, 1, 10000) != 1) {
+		(void)kill(leaf, SIGKILL);
+		fail_msg("the worker outlived its parent");
+	}
+	assert_int_equal(read(p[0], &c, 1), 0);
+	close(p[0]);
+}
+
 static void
 test_dconf_missing(void **state)
 {
@@ -1022,6 +1071,7 @@ main(void)
 		cmocka_unit_test(test_closest_word),
 		cmocka_unit_test(test_htab_basic),
 		cmocka_unit_test(test_htab_many),
+		cmocka_unit_test(test_child_die_with_parent),
 		cmocka_unit_test(test_dconf_missing),
 		cmocka_unit_test(test_dconf_unreadable),
 	};
