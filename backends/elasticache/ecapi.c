@@ -224,8 +224,12 @@ ecapi_free(struct ecapi *a)
 
 	if (a == NULL)
 		return;
-	while ((c = TAILQ_FIRST(&a->queue)) != NULL)
+	/* Off the queue here, not through c->queued: the loop must end. */
+	while ((c = TAILQ_FIRST(&a->queue)) != NULL) {
+		TAILQ_REMOVE(&a->queue, c, entry);
+		c->queued = false;
 		call_free(c);
+	}
 	http_cancel(a->creq);
 	http_free(a->http);
 	if (a->pump_ev != NULL)
@@ -528,6 +532,8 @@ pump(struct ecapi *a)
 		if (!creds_fresh(a)) {
 			if (a->cstate == CREDS_FAILED &&
 			    clock_mono_ms() < a->cretry_at_ms) {
+				TAILQ_REMOVE(&a->queue, c, entry);
+				c->queued = false;
 				call_fail(c, -EACCES, a->cfail);
 				continue;
 			}
