@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <errno.h>
+#include <grp.h>
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,7 +30,8 @@
 
 static const char *const top_keys[] = {
 	"clusters_dir", "state_dir", "resync_interval", "log_level",
-	"default_backend", "control_socket", "metrics_listen", "local",
+	"default_backend", "control_socket", "control_socket_group",
+	"metrics_listen", "local",
 	"elasticache", "deletion_guard", "backup_key_file", "backups", NULL
 };
 static const char *const backups_keys[] = { "s3", NULL };
@@ -91,6 +93,7 @@ dconf_free(struct dconf *c)
 	free(c->state_dir);
 	free(c->default_backend);
 	free(c->control_socket);
+	free(c->control_group);
 	free(c->backup_key_file);
 	free(c->s3.bucket);
 	free(c->s3.prefix);
@@ -380,6 +383,50 @@ parse_backups(struct yctx *c, const struct ynode *m, struct dconf *d)
 		o->retries = (int)v;
 }
 
+/*
+ * control_socket_group: a group name, or a numeric gid (as chown(1) takes
+ * them: the name first). Resolved here, so that a typo is a file:line:col
+ * error at start-up or reload rather than a socket nobody can use.
+ */
+static void
+get_control_group(struct yctx *c, const struct ynode *n, struct dconf *d)
+{
+	struct group	*gr;
+	char		*s, *end;
+	unsigned long	 v;
+
+	if (yget_string(c, n, "control_socket_group", 256, &s) != 0)
+		return;
+	if (*s == '\0') {
+		yerr(c, n, "control_socket_group must not be empty");
+		free(s);
+		return;
+	}
+	errno = 0;
+	if ((gr = getgrnam(s)) != NULL)
+		d->control_gid = gr->gr_gid;
+	else if (errno != 0 && errno != ENOENT && errno != ESRCH &&
+	    errno != EBADF && errno != EPERM) {
+		/* getgrnam(3): those mean "no such group" in practice. */
+		yerr(c, n, "control_socket_group '%s': cannot look it up: %s",
+		    s, strerror(errno));
+		free(s);
+		return;
+	} else if (s[0] >= '0' && s[0] <= '9' && (errno = 0,
+	    v = strtoul(s, &end, 10), errno == 0) && *end == '\0' &&
+	    v < (unsigned long)(gid_t)-1)
+		d->control_gid = (gid_t)v;
+	else {
+		yerr(c, n, "control_socket_group: no group named '%s' (a group "
+		    "name from getent group, or a numeric gid)", s);
+		free(s);
+		return;
+	}
+	free(d->control_group);
+	d->control_group = s;
+	d->control_group_set = true;
+}
+
 /* deletion_guard: {max_fraction: 0.5, max_count: 10} */
 static void
 parse_guard(struct yctx *c, const struct ynode *m, struct dconf *d)
@@ -419,6 +466,8 @@ parse_top(struct yctx *c, const struct ynode *m, const char *base,
 	get_path(c, m, "clusters_dir", "clusters_dir", base, &d->clusters_dir);
 	get_path(c, m, "state_dir", "state_dir", base, &d->state_dir);
 	get_path(c, m, "control_socket", "control_socket", base, &d->control_socket);
+	if ((n = ymap_get(m, "control_socket_group")) != NULL)
+		get_control_group(c, n, d);
 	if ((n = ymap_get(m, "backup_key_file")) != NULL) {
 		struct stat st;
 

@@ -7,6 +7,9 @@
 #ifndef CK_DCONF_H
 #define CK_DCONF_H
 
+#include <sys/types.h>
+
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "diag.h"
@@ -70,6 +73,14 @@ struct dconf {
 	enum log_level	 log_level;
 	char		*default_backend;
 	char		*control_socket;
+	/*
+	 * control_socket_group: the group that owns the socket and may make
+	 * changes through it, besides root and the daemon's user. Unset:
+	 * the daemon's primary group, as before the key existed.
+	 */
+	char		*control_group;		/* as written; NULL: unset */
+	gid_t		 control_gid;		/* resolved at load time */
+	bool		 control_group_set;
 	char		*metrics_listen;	/* NULL when off */
 	/* Snapshot encryption key (0600), or NULL: see backup_crypt.c. */
 	char		*backup_key_file;

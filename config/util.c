@@ -5,10 +5,12 @@
  */
 #include "config.h"
 
+#include <sys/prctl.h>
 #include <sys/stat.h>
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -255,6 +257,17 @@ file_write_atomic(const char *path, const void *data, size_t len,
 		unlink(tmp);
 	free(tmp);
 	return error;
+}
+
+void
+child_die_with_parent(pid_t parent)
+{
+	/*
+	 * The parent may have died between fork() and prctl(): then the
+	 * death signal never comes, and getppid() already names another.
+	 */
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+		_exit(1);
 }
 
 int

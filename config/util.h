@@ -6,6 +6,8 @@
 #ifndef CK_UTIL_H
 #define CK_UTIL_H
 
+#include <sys/types.h>
+
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -47,6 +49,14 @@ void		 format_rfc3339(int64_t, char *, size_t);
  */
 int	 file_write_atomic(const char *path, const void *data, size_t len,
 	    unsigned int mode, int durable);
+/*
+ * In a child just forked: be killed (SIGKILL) when the parent ends,
+ * however it ends, so that a daemon killed with -9 leaves no worker
+ * writing behind the next daemon's back. parent is getppid() of the
+ * child, read in the parent before fork(); a child whose parent is
+ * already gone exits at once.
+ */
+void	 child_die_with_parent(pid_t parent);
 /* mkdir -p; returns 0 or -errno. */
 int	 mkdir_p(const char *path, unsigned int mode);
 

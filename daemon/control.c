@@ -107,9 +107,79 @@ errno_status(int e)
 	}
 }
 
-/* May this peer change things? root, our user, our group. */
+/* The group whose members may change things: configured, or ours. */
+static gid_t
+control_gid(const struct control *c)
+{
+	const struct dconf	*conf = c->d->conf;
+
+	return conf->control_group_set ? conf->control_gid : getegid();
+}
+
+/*
+ * Whether the peer on fd is in group g: its primary group, or one of its
+ * supplementary groups as the kernel recorded them at connect()
+ * (SO_PEERGROUPS, Linux 4.13). Not /proc/PID/status nor getgrouplist():
+ * a pid can be reused once the client exits while a child keeps the
+ * connection, and the group database is not what the process holds.
+ */
 static bool
-peer_may_mutate(struct evhttp_request *req, char *who, size_t len)
+peer_in_group(int fd, const struct ucred *cr, gid_t g)
+{
+	gid_t		 small[64], *v = small;
+	socklen_t	 len = sizeof small;
+	size_t		 i, n;
+	bool		 in = false;
+
+	if (cr->gid == g)
+		return true;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, v, &len) != 0) {
+		if (errno != ERANGE) {
+			log_debug("control: SO_PEERGROUPS: %s; only the "
+			    "peer's primary group counts", strerror(errno));
+			return false;
+		}
+		/* len now says how much the kernel has (NGROUPS_MAX bounds it). */
+		v = xcalloc(1, len);
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, v, &len) != 0) {
+			log_debug("control: SO_PEERGROUPS: %s", strerror(errno));
+			free(v);
+			return false;
+		}
+	}
+	n = len / sizeof *v;
+	for (i = 0; i < n && !in; i++)
+		in = v[i] == g;
+	if (v != small)
+		free(v);
+	return in;
+}
+
+/* The group in messages: its name when it has one. */
+static void
+group_text(const struct control *c, char *buf, size_t len)
+{
+	const struct dconf	*conf = c->d->conf;
+	struct group		*gr;
+	gid_t			 g = control_gid(c);
+
+	if (conf->control_group_set)
+		snprintf(buf, len, "group %s", conf->control_group);
+	else if ((gr = getgrgid(g)) != NULL)
+		snprintf(buf, len, "its group %s", gr->gr_name);
+	else
+		snprintf(buf, len, "its group %ld", (long)g);
+}
+
+/*
+ * May this peer change things? Root, our user, and the members of the
+ * control group (control_socket_group, else our primary group). Reading
+ * needs only access to the socket file. who gets the peer, for logs and
+ * answers.
+ */
+static bool
+peer_may_mutate(struct control *c, struct evhttp_request *req, char *who,
+    size_t len)
 {
 	struct evhttp_connection *conn = evhttp_request_get_connection(req);
 	struct bufferevent	*bev = conn ?
@@ -124,7 +194,20 @@ peer_may_mutate(struct evhttp_request *req, char *who, size_t len)
 	}
 	snprintf(who, len, "uid %ld gid %ld pid %ld", (long)cr.uid,
 	    (long)cr.gid, (long)cr.pid);
-	return cr.uid == 0 || cr.uid == geteuid() || cr.gid == getegid();
+	return cr.uid == 0 || cr.uid == geteuid() ||
+	    peer_in_group(fd, &cr, control_gid(c));
+}
+
+/* 403 for a peer that may not make this change, saying who may. */
+static void
+reply_forbidden(struct control *c, struct evhttp_request *req,
+    const char *what, const char *who)
+{
+	char	grp[300];
+
+	group_text(c, grp, sizeof grp);
+	reply_error(req, 403, "only root, the daemon's user or %s may %s "
+	    "(you are %s)", grp, what, who);
 }
 
 static json_t *
@@ -179,9 +262,9 @@ handle_confirm(struct control *c, struct evhttp_request *req)
 	char		*cause = NULL, who[96];
 	size_t		 i;
 
-	if (!peer_may_mutate(req, who, sizeof who)) {
-		reply_error(req, 403, "only root, the daemon's user or its "
-		    "group may confirm deletions (you are %s)", who);
+	if (!peer_may_mutate(c, req, who, sizeof who)) {
+		log_warnx("control: confirm-deletions refused to %s", who);
+		reply_forbidden(c, req, "confirm deletions", who);
 		return;
 	}
 	if ((body = read_body_json(req, &cause)) == NULL) {
@@ -300,10 +383,13 @@ handle_operation(struct control *c, struct evhttp_request *req,
 	const char		*why;
 	int			 e;
 
-	if (!peer_may_mutate(req, who, sizeof who)) {
+	if (!peer_may_mutate(c, req, who, sizeof who)) {
+		char *act;
+
 		log_warnx("control: %s of %s refused to %s", what, name, who);
-		reply_error(req, 403, "only root, the daemon's user or its "
-		    "group may %s clusters (you are %s)", what, who);
+		xasprintf(&act, "%s clusters", what);
+		reply_forbidden(c, req, act, who);
+		free(act);
 		return;
 	}
 	if ((body = read_body_json(req, &cause)) == NULL) {
@@ -473,11 +559,10 @@ handle_snapshots(struct control *c, struct evhttp_request *req,
 		reply_error(req, 405, "use DELETE");
 		return;
 	}
-	if (!peer_may_mutate(req, who, sizeof who)) {
+	if (!peer_may_mutate(c, req, who, sizeof who)) {
 		log_warnx("control: deletion of snapshot %s refused to %s",
 		    snap, who);
-		reply_error(req, 403, "only root, the daemon's user or its "
-		    "group may delete snapshots (you are %s)", who);
+		reply_forbidden(c, req, "delete snapshots", who);
 		return;
 	}
 	{
@@ -595,10 +680,19 @@ control_start(struct daemon *d)
 	snprintf(sun.sun_path, sizeof sun.sun_path, "%s", path);
 	/* We own the state dir lock: a socket left here is a dead one's. */
 	(void)unlink(path);
+	/*
+	 * The group before the mode: until chmod the group has no write
+	 * permission, and a unix socket needs it to connect.
+	 */
 	if (bind(fd, (struct sockaddr *)&sun, sizeof sun) == -1 ||
-	    chmod(path, 0660) == -1 || listen(fd, 64) == -1) {
-		log_warn("control socket %s", path);
+	    (d->conf->control_group_set && chown(path, (uid_t)-1,
+	    d->conf->control_gid) == -1) || chmod(path, 0660) == -1 ||
+	    listen(fd, 64) == -1) {
+		log_warn("control socket %s%s%s", path,
+		    d->conf->control_group_set ? ", group " : "",
+		    d->conf->control_group_set ? d->conf->control_group : "");
 		close(fd);
+		(void)unlink(path);
 		return NULL;
 	}
 	c = xcalloc(1, sizeof *c);
@@ -617,7 +711,11 @@ control_start(struct daemon *d)
 		control_free(c);
 		return NULL;
 	}
-	log_info("control socket %s", path);
+	if (d->conf->control_group_set)
+		log_info("control socket %s (group %s may make changes)", path,
+		    d->conf->control_group);
+	else
+		log_info("control socket %s", path);
 	return c;
 }
 

@@ -10,12 +10,18 @@
  *	POST /v1/clusters/NAME/snapshot		{"name": "..."} (optional)
  *	POST /v1/clusters/NAME/failover		{"shard": "..."} (optional)
  *	POST /v1/plan				{"files": [{"path", "content"}]}
+ *	POST /v1/confirm-deletions		{"names": [...]}
+ *	GET  /v1/snapshots[?cluster=NAME]	the local backend's snapshots
+ *	DELETE /v1/snapshots/SNAP		delete one
  *	GET  /v1/metrics			the Prometheus text, as /metrics
  *
  * Errors are {"error": {"status": N, "message": "..."}} with a proper
  * status code. Requests are bounded in size (CONTROL_MAX_BODY) and time.
- * Mutating calls (POST) are allowed to root, the daemon's user and members
- * of its group, as the kernel tells them (SO_PEERCRED).
+ * Mutating calls (POST, DELETE; not POST /v1/plan, which changes nothing)
+ * are allowed to root, the daemon's user and members of control_socket_group
+ * (default: the daemon's primary group), as the kernel recorded them at
+ * connect() (SO_PEERCRED, SO_PEERGROUPS). The socket file is chowned to
+ * that group. Reading needs only access to the socket file.
  */
 #ifndef CK_CONTROL_H
 #define CK_CONTROL_H

@@ -151,7 +151,10 @@ daemon_reload(struct daemon *d)
 			free(c->state_dir);
 			c->state_dir = xstrdup(d->conf->state_dir);
 		}
-		bool ctl = !str_eq(c->control_socket, d->conf->control_socket);
+		/* A new group: a new socket file, chowned to it. */
+		bool ctl = !str_eq(c->control_socket, d->conf->control_socket) ||
+		    c->control_group_set != d->conf->control_group_set ||
+		    c->control_gid != d->conf->control_gid;
 		bool met = !str_eq(c->metrics_listen, d->conf->metrics_listen);
 
 		if (ctl) {

@@ -206,8 +206,12 @@ ecapi_free(struct ecapi *a)
 
 	if (a == NULL)
 		return;
-	while ((c = TAILQ_FIRST(&a->queue)) != NULL)
+	/* Off the queue here, not through c->queued: the loop must end. */
+	while ((c = TAILQ_FIRST(&a->queue)) != NULL) {
+		TAILQ_REMOVE(&a->queue, c, entry);
+		c->queued = false;
 		call_free(c);
+	}
 	credchain_free(a->chain);	/* before the http it fetches over */
 	http_free(a->http);
 	if (a->pump_ev != NULL)
@@ -499,6 +503,8 @@ pump(struct ecapi *a)
 		r = credchain_get(a->chain, &cr, &why);
 		a->stats.creds_fetches = credchain_fetches(a->chain);
 		if (r < 0) {
+			TAILQ_REMOVE(&a->queue, c, entry);
+			c->queued = false;
 			call_fail(c, -EACCES, why);
 			continue;
 		}

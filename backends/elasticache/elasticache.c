@@ -1014,7 +1014,7 @@ events_done(const struct ecapi_result *r, void *arg)
 			}
 		}
 		free(since);
-		while ((n = json_array_size(cl->events)) > EVENTS_KEPT)
+		while (json_array_size(cl->events) > EVENTS_KEPT)
 			json_array_remove(cl->events, 0);
 		ec_event_page_free(&page);
 	}

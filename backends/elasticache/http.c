@@ -529,15 +529,18 @@ http_new(struct event_base *base)
 static void
 http_destroy(struct http *h)
 {
-	struct http_sock	*hs;
+	struct http_sock	*hs, *next;
 	size_t			 left = 0;
 
 	/* May call http_sock_update and http_timer_update: h is intact. */
 	curl_multi_cleanup(h->multi);
-	while ((hs = TAILQ_FIRST(&h->socks)) != NULL) {
-		http_sock_free(h, hs);
+	for (hs = TAILQ_FIRST(&h->socks); hs != NULL; hs = next) {
+		next = TAILQ_NEXT(hs, entry);
+		event_del(&hs->ev);
+		free(hs);
 		left++;
 	}
+	TAILQ_INIT(&h->socks);
 	if (left > 0)
 		log_debug("http: %zu sockets never removed by libcurl", left);
 	event_del(&h->timer);
@@ -646,6 +649,8 @@ http_req_method(struct http_req *req, const char *method, const void *body,
 	CURL		*e = req->easy;
 	CURLcode	 cc;
 
+	if (body == NULL)
+		len = 0;
 	if (body == NULL && strcmp(method, "GET") == 0)
 		return curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
 	if (body == NULL && strcmp(method, "HEAD") == 0)

@@ -78,16 +78,18 @@ copy_plain(int in, int out, long long *size, char *hex)
 	long long	 hashed;
 	ssize_t		 n;
 	size_t		 got;
-	pid_t		 h;
+	pid_t		 h, parent;
 	int		 pfd[2], e = 0, status, i;
 
 	if (pipe(pfd) != 0)
 		return -errno;
+	parent = getpid();
 	if ((h = fork()) == 0) {
 		EVP_MD_CTX	*ctx = EVP_MD_CTX_new();
 		char		*buf = xmalloc(BK_COPY_BUF);
 		long long	 off = 0;
 
+		child_die_with_parent(parent);
 		close(pfd[0]);
 		EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
 		while ((n = pread(in, buf, BK_COPY_BUF, off)) != 0) {

@@ -80,9 +80,12 @@ backup_key_load(const char *path, unsigned char *key,
 	else if (n == 2 * BACKUP_KEY_LEN) {
 		for (i = 0; i < BACKUP_KEY_LEN; i++) {
 			int h = hexval(buf[2 * i]), l = hexval(buf[2 * i + 1]);
-			if (h < 0 || l < 0)
+			/* Not h << 4 of -1: undefined behaviour. */
+			if (h < 0 || l < 0) {
 				e = -EINVAL;
-			key[i] = (unsigned char)(h << 4 | (l & 15));
+				break;
+			}
+			key[i] = (unsigned char)(h << 4 | l);
 		}
 	} else
 		e = -EINVAL;

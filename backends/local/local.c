@@ -580,26 +580,26 @@ static int
 step_remove_replicas(struct lcluster *lc, int to, char **cause)
 {
 	struct lnode	*p = lcluster_primary(lc), *worst;
+	long long	 least, off;
 	size_t		 i, w;
 
 	while ((int)lc->nnodes - 1 > to) {
-		worst = NULL;
-		w = 0;
+		least = 0;
+		w = lc->nnodes;		/* none yet */
 		for (i = 0; i < lc->nnodes; i++) {
 			struct lnode *n = lc->nodes[i];
 			if (n == p)
 				continue;
 			/* Down or never synced counts as most lagging. */
-			long long off = lnode_up(n) && n->synced_once ?
-			    n->offset : -1;
-			if (worst == NULL || off < (lnode_up(worst) &&
-			    worst->synced_once ? worst->offset : -1)) {
-				worst = n;
+			off = lnode_up(n) && n->synced_once ? n->offset : -1;
+			if (w == lc->nnodes || off < least) {
+				least = off;
 				w = i;
 			}
 		}
-		if (worst == NULL)
+		if (w == lc->nnodes)
 			break;
+		worst = lc->nodes[w];
 		log_cluster(LOG_LEVEL_INFO, lc->name, "removing replica %s "
 		    "(port %d, offset %lld)", worst->id, worst->port,
 		    worst->offset);

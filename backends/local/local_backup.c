@@ -705,6 +705,7 @@ copy_start(struct lcluster *lc, struct bk_job *j)
 {
 	int	 fds[2], r;
 	char	*m;
+	pid_t	 parent;
 
 	j->copy_ms = clock_mono_ms();
 	manifest_base(lc, j);
@@ -720,7 +721,15 @@ copy_start(struct lcluster *lc, struct bk_job *j)
 		free(m);
 		return;
 	}
+	/*
+	 * The copy dies with the daemon: the next one removes .tmp-SNAP at
+	 * start, and must not race a leftover child still writing into it
+	 * (which could rename a directory emptied under it, manifest and
+	 * all, into a snapshot that looks complete).
+	 */
+	parent = getpid();
 	if ((j->pid = fork()) == 0) {
+		child_die_with_parent(parent);
 		close(fds[0]);
 		copy_child(j, fds[1]);
 	}
@@ -837,7 +846,7 @@ bk_s3_forget(struct lcluster *lc, const char *name)
 	const char	*no;
 	json_t		*m;
 	char		*path, *cause = NULL;
-	pid_t		 pid;
+	pid_t		 pid, parent;
 	int		 status;
 
 	if (bk->del_pid > 0) {
@@ -856,10 +865,12 @@ bk_s3_forget(struct lcluster *lc, const char *name)
 	free(path);
 	if (m == NULL)
 		return true;
+	parent = getpid();
 	if ((pid = fork()) == 0) {
-		int e = backup_s3_delete(&lc->ctx->conf->s3, cr, name, m,
-		    &cause);
+		int e;
 
+		child_die_with_parent(parent);
+		e = backup_s3_delete(&lc->ctx->conf->s3, cr, name, m, &cause);
 		_exit(e == 0 ? 0 : e == -EKEYEXPIRED ?
 		    BACKUP_S3_EXIT_EXPIRED : 1);
 	}
@@ -885,7 +896,7 @@ bk_s3_tick(struct lcluster *lc)
 	int		 status, fds[2], got;
 	ssize_t		 n;
 	size_t		 i;
-	pid_t		 r;
+	pid_t		 r, parent;
 
 	if (lc->ctx->conf->s3.bucket == NULL)
 		return;
@@ -951,6 +962,7 @@ bk_s3_tick(struct lcluster *lc)
 		lcluster_changed(lc);
 		return;
 	}
+	parent = getpid();
 	l = backup_list(bk_root(lc), lc->name);
 	json_array_foreach(l, i, e) {
 		const char *name = json_string_value(json_object_get(e,
@@ -965,6 +977,7 @@ bk_s3_tick(struct lcluster *lc)
 			continue;
 		}
 		if ((bk->up_pid = fork()) == 0) {
+			child_die_with_parent(parent);
 			close(fds[0]);
 			if ((got = backup_s3_upload(&lc->ctx->conf->s3, cr,
 			    dir, name, &cause)) != 0) {

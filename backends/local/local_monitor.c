@@ -1017,7 +1017,7 @@ lmon_rolling_restart(struct lcluster *lc)
 int
 lmon_switchover(struct lcluster *lc, char **cause)
 {
-	struct lnode	*p = lcluster_primary(lc), *best;
+	struct lnode	*p = lcluster_primary(lc);
 
 	if (!lc->created || lc->promoting || p == NULL || !lnode_up(p)) {
 		xasprintf(cause, "%s: %s; try again later", lc->name,
@@ -1025,7 +1025,7 @@ lmon_switchover(struct lcluster *lc, char **cause)
 		    "a failover is in progress" : "the primary is down");
 		return -EAGAIN;
 	}
-	if ((best = best_replica(lc, p, true)) == NULL) {
+	if (best_replica(lc, p, true) == NULL) {
 		xasprintf(cause, "%s has no replica in sync to take over",
 		    lc->name);
 		return -EAGAIN;

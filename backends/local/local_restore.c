@@ -26,7 +26,6 @@
  */
 #include "config.h"
 
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -185,7 +184,7 @@ static pid_t
 child_temp_server(struct rs_ctx *x, int fd, const char *dir,
     const char *rdb, char **sock)
 {
-	pid_t		 pid;
+	pid_t		 pid, parent;
 	char		*conf, *txt;
 	int		 e;
 
@@ -198,11 +197,12 @@ child_temp_server(struct rs_ctx *x, int fd, const char *dir,
 	if ((e = file_write_atomic(conf, txt, strlen(txt), 0600, 0)) != 0)
 		child_fail(fd, "writing %s: %s", conf, strerror(-e));
 	free(txt);
+	parent = getpid();
 	if ((pid = fork()) == 0) {
 		int null = open("/dev/null", O_RDWR);
 
 		/* Never outlive the restore, whatever ends it. */
-		(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+		child_die_with_parent(parent);
 		dup2(null, 0);
 		dup2(null, 1);
 		dup2(null, 2);
@@ -575,6 +575,7 @@ lrs_place_start(struct lcluster *lc, char **cause)
 	char		*path, **dirs = NULL;
 	size_t		 i, n;
 	int		 fds[2], r = 0;
+	pid_t		 parent;
 
 	if (lc->restore_prefetch) {
 		/* rs_poll fetches it, then places it or starts the nodes. */
@@ -619,7 +620,10 @@ lrs_place_start(struct lcluster *lc, char **cause)
 	log_cluster(LOG_LEVEL_NOTICE, lc->name, "restoring from snapshot %s "
 	    "(checksums first): same layout, each shard's primary starts "
 	    "from its RDB", lc->restore_from);
+	parent = getpid();
 	if ((lc->restore_pid = fork()) == 0) {
+		/* Dies with the daemon, as the key-loading restore does. */
+		child_die_with_parent(parent);
 		close(fds[0]);
 		place_child(x, dirs, fds[1]);
 	}
@@ -728,6 +732,7 @@ rs_fetch_start(struct lcluster *lc)
 	const struct aws_creds *cr;
 	const char	*no;
 	int		 got, fds[2];
+	pid_t		 parent;
 
 	if ((got = local_s3_creds(lc->ctx, &cr, &no)) == 0)
 		return 0;
@@ -742,9 +747,11 @@ rs_fetch_start(struct lcluster *lc)
 		return -1;
 	log_cluster(LOG_LEVEL_NOTICE, lc->name, "fetching snapshot %s from S3",
 	    lc->restore_from);
+	parent = getpid();
 	if ((lc->restore_pid = fork()) == 0) {
 		char *cause = NULL;
 
+		child_die_with_parent(parent);
 		close(fds[0]);
 		if (backup_s3_fetch(&lc->ctx->conf->s3, cr,
 		    lc->ctx->conf->state_dir, lc->restore_from, &cause) != 0) {
@@ -778,6 +785,7 @@ lrs_tick(struct lcluster *lc)
 	int		 fds[2];
 	size_t		 i;
 	struct timeval	 tv = { 0, RS_POLL_MS * 1000 };
+	pid_t		 parent;
 
 	if (lc->restore_from == NULL || lc->restore_error != NULL ||
 	    lc->restore_pid != 0 || !lc->created)
@@ -839,7 +847,14 @@ lrs_tick(struct lcluster *lc)
 	}
 	log_cluster(LOG_LEVEL_NOTICE, lc->name, "restoring from snapshot %s "
 	    "(checksums first)", lc->restore_from);
+	/*
+	 * The restore dies with the daemon (and its temporary redis-server
+	 * with it): the next daemon restores again from the start, and two
+	 * restores must never write to the new cluster at once.
+	 */
+	parent = getpid();
 	if ((lc->restore_pid = fork()) == 0) {
+		child_die_with_parent(parent);
 		close(fds[0]);
 		restore_child(x, fds[1]);
 	}

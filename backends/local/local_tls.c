@@ -318,6 +318,11 @@ lacl_ensure(struct lcluster *lc, char **cause)
 		}
 		explicit_bzero(buf, len);
 		free(buf);
+	} else if (r != -ENOENT) {
+		/* A new password would lock the daemon out of its nodes. */
+		xasprintf(cause, "cannot read %s: %s", p, strerror(-r));
+		free(p);
+		return r;
 	}
 	if ((r = mkdir_p(lc->dir, 0700)) != 0) {
 		xasprintf(cause, "cannot create %s: %s", lc->dir, strerror(-r));

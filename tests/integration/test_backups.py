@@ -627,6 +627,14 @@ class BackupTest(DaemonTest):
                     blob = f.read()
                 self.assertNotIn(key.encode(), blob, fp)
                 self.assertNotIn(raw, blob, fp)
+        # 64 characters that are not all hex digits: refused, saying so
+        # (it was a left shift of -1, undefined behaviour, that the
+        # sanitizers' run would stop at).
+        with open(kf, "w") as f:
+            f.write("zz" + key[2:] + "\n")
+        p = self.cli(d, "snapshot", "web", "--name", "enc2", ok=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("must hold a 256-bit key", p.stderr.decode())
 
     # --- S3, against s3rver (npm) on 127.0.0.1 ------------------------
 

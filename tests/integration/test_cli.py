@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import textwrap
 import time
 
 import cklib
@@ -293,6 +294,123 @@ class CliTest(DaemonTest):
         self.assertEqual(rc, 1)
         self.assertIn("only root, the daemon's user or its group", err)
         self.assertIn("uid 65534", err)
+
+    def as_peer(self, method, path, uid, gid, groups=()):
+        """One request over the control socket from a child running with
+        these numeric credentials (setpriv: no user or group has to
+        exist). Returns (status, JSON body), or (None, errno name) when
+        the socket cannot even be opened."""
+        prog = textwrap.dedent("""
+            import errno, json, socket, sys
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(20)
+            try:
+                s.connect(sys.argv[1])
+            except OSError as e:
+                print(json.dumps([None, errno.errorcode[e.errno]]))
+                sys.exit(0)
+            s.sendall(("%s %s HTTP/1.1\\r\\nHost: x\\r\\n"
+                       "Content-Length: 0\\r\\nConnection: close\\r\\n"
+                       "\\r\\n" % (sys.argv[2], sys.argv[3])).encode())
+            data = b""
+            while True:
+                b = s.recv(65536)
+                if not b:
+                    break
+                data += b
+            head, _, body = data.partition(b"\\r\\n\\r\\n")
+            print(json.dumps([int(head.split()[1]),
+                              json.loads(body) if body else None]))
+            """)
+        cmd = ["setpriv", "--reuid=%d" % uid, "--regid=%d" % gid]
+        cmd += (["--groups=" + ",".join(str(g) for g in groups)] if groups
+                else ["--clear-groups"])
+        p = subprocess.run(cmd + ["/usr/bin/python3", "-c", prog, self.sock,
+                                  method, path],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        return tuple(json.loads(p.stdout))
+
+    def test_control_socket_group(self):
+        """control_socket_group: the socket is that group's, mode 0660,
+        and its members (primary or supplementary group) may make
+        changes; others may read when they can open the socket at all,
+        and get a 403 with a JSON error for a change. Numeric ids only:
+        nothing is added to the system's user or group database."""
+        if shutil.which("setpriv") is None:
+            self.skipTest("setpriv (util-linux) is not installed")
+        if os.geteuid() != 0:
+            self.skipTest("needs root (chown of the socket, setpriv)")
+        nobody, group, other = 65534, 4242, 4243
+        d = self.start(extra="control_socket_group: %d\n" % group)
+        d.write("a.yaml", self.alpha())
+        d.wait_status("alpha", phase="available")
+        st = os.stat(self.sock)
+        self.assertEqual((st.st_gid, st.st_mode & 0o777), (group, 0o660))
+        os.chmod(self.tmp, 0o755)   # the way to the socket
+        # Not in the group: the socket's mode keeps it out.
+        self.assertEqual(self.as_peer("GET", "/v1/health", nobody, nobody),
+                         (None, "EACCES"))
+        # In the group, as a supplementary group or as the primary one:
+        # reading and changing.
+        for gid, groups in ((nobody, (100, group)), (group, ())):
+            code, h = self.as_peer("GET", "/v1/health", nobody, gid, groups)
+            self.assertEqual((code, h["status"]), (200, "ok"))
+            code, r = self.as_peer("POST", "/v1/clusters/alpha/reconcile",
+                                   nobody, gid, groups)
+            self.assertEqual((code, r["result"]),
+                             (202, "reconcile requested"), (gid, groups))
+        e = dict(os.environ, CACHEKEEPER_SOCKET=self.sock, NO_COLOR="1")
+        p = subprocess.run(["setpriv", "--reuid=%d" % nobody,
+                            "--regid=%d" % nobody, "--groups=%d" % group,
+                            CLI, "reconcile", "alpha"], capture_output=True,
+                           text=True, env=e, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        # Opened up to everyone: anyone reads, outsiders change nothing,
+        # the daemon's own primary group (0) included, now that the
+        # configured group replaces it.
+        os.chmod(self.sock, 0o666)
+        for gid, groups in ((nobody, ()), (0, ()), (nobody, (other,))):
+            code, h = self.as_peer("GET", "/v1/health", nobody, gid, groups)
+            self.assertEqual((code, h["status"]), (200, "ok"))
+            code, c = self.as_peer("GET", "/v1/clusters/alpha", nobody, gid,
+                                   groups)
+            self.assertEqual((code, c["phase"]), (200, "available"))
+            code, r = self.as_peer("POST", "/v1/clusters/alpha/reconcile",
+                                   nobody, gid, groups)
+            self.assertEqual(code, 403, (gid, groups))
+            self.assertEqual(r["error"]["status"], 403)
+            self.assertIn("only root, the daemon's user or group %d may "
+                          "reconcile clusters (you are uid %d gid %d"
+                          % (group, nobody, gid), r["error"]["message"])
+            code, r = self.as_peer("DELETE", "/v1/snapshots/x", nobody, gid,
+                                   groups)
+            self.assertEqual((code, r["error"]["status"]), (403, 403))
+        d.wait_log("reconcile of alpha refused to uid 65534")
+        # A reload with another group makes the socket again, chowned.
+        with open(d.conf) as f:
+            text = f.read()
+        with open(d.conf, "w") as f:
+            f.write(text.replace("control_socket_group: %d" % group,
+                                 "control_socket_group: %d" % other))
+        d.send(signal.SIGHUP)
+        d.wait_log("reload done")
+        wait_for(lambda: os.stat(self.sock).st_gid == other,
+                 what="socket chowned to the new group")
+        self.assertEqual(os.stat(self.sock).st_mode & 0o777, 0o660)
+        code, r = self.as_peer("POST", "/v1/clusters/alpha/reconcile",
+                               nobody, nobody, (other,))
+        self.assertEqual(code, 202)
+        # An unknown group is an error with its place, and -n says so.
+        bad = os.path.join(self.tmp, "bad.yaml")
+        with open(bad, "w") as f:
+            f.write("state_dir: %s\ncontrol_socket_group: no-such-ck\n"
+                    % d.state)
+        p = subprocess.run([DAEMON, "-n", "-f", bad], capture_output=True,
+                           text=True, timeout=30)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("%s:2:23: control_socket_group: no group named "
+                      "'no-such-ck'" % bad, p.stdout + p.stderr)
 
     def test_watch_shows_progress(self):
         d = self.start()

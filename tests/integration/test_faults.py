@@ -1,9 +1,9 @@
 #!/usr/bin/python3
 """Fault injection against the real daemon and real redis-server nodes:
 kill -9 of cachekeeperd at seeded random points of create, scaling,
-resharding, failover handling and deletion; nodes hung with SIGSTOP; a
-node directory turned read-only and the state dir filled up (a small
-tmpfs in a private mount namespace); the wall clock stepped between runs;
+resharding, failover handling, deletion, snapshots and restores; nodes
+hung with SIGSTOP; a node directory turned read-only and the state dir
+filled up (a small tmpfs in a private mount namespace); the wall clock stepped between runs;
 and the ElastiCache emulator dropping, delaying, throttling, failing and
 garbling answers. After each fault the daemon must converge with every
 acknowledged key present, no orphan redis-server, no half-written JSON.
@@ -14,9 +14,11 @@ the same points again. Each scenario prints one line:
 docs/RELIABILITY.md explains every scenario. Every process a test starts
 is stopped by its pid, also on failure."""
 
+import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -807,10 +809,279 @@ class FaultTest(DaemonTest):
 
     # --- snapshots --------------------------------------------------------
 
+    def children_of(self, pid):
+        """Processes whose parent is pid, but the redis-server nodes
+        (which the daemon detaches, and which must outlive it)."""
+        out = []
+        for p in os.listdir("/proc"):
+            if not p.isdigit():
+                continue
+            try:
+                with open("/proc/%s/stat" % p) as f:
+                    st = f.read()
+                with open("/proc/%s/cmdline" % p, "rb") as f:
+                    argv0 = f.read().split(b"\0")[0]
+            except OSError:
+                continue
+            ppid = int(st.rsplit(")", 1)[1].split()[1])
+            if ppid == pid and b"redis-server" not in argv0:
+                out.append(int(p))
+        return out
+
+    def kill_daemon(self, d, probe=None):
+        """kill -9 the daemon; what it had started (copy or restore
+        children, their temporary redis-servers) must end with it, at
+        once, so that the next daemon is the only writer. Returns the
+        children it had, and what probe() said just before the kill."""
+        kids = self.children_of(d.pid())
+        seen = probe() if probe else None
+        d.alive()
+        d.stop(signal.SIGKILL)
+        self.faults += 1
+
+        def running(pid):
+            try:
+                with open("/proc/%d/stat" % pid) as f:
+                    return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+            except OSError:
+                return False
+
+        def gone():
+            left = [k for k in kids if running(k)]
+            strays = [pid for pid, cwd in redis_procs().items()
+                      if cwd.startswith(d.state + "/") and cwd not in
+                      self.known_nodes(d)]
+            return not left and not strays
+        # Killed as their parent dies, they are gone in milliseconds; a
+        # restore left running lasts a second or more. A copy left running
+        # can finish sooner: snapshot_killed() sees the snapshot it
+        # completes after the kill.
+        wait_for(gone, 0.5, interval=0.01, what=self.msg(
+            "the killed daemon's children (%s) and temporary redis-servers "
+            "to end with it" % kids))
+        return kids, seen
+
+    def check_snapshots(self, d, tmp_ok):
+        """No snapshot directory looks complete without being complete:
+        every one that backup_list() would show has a manifest, and every
+        file it names has its size and SHA-256. .tmp-* directories are
+        work in progress (a crash leaves them; the next daemon removes
+        them). Returns the names of the complete ones."""
+        root = os.path.join(d.state, "backups")
+        good = []
+        if not os.path.isdir(root):
+            return good
+        for cl in os.listdir(root):
+            for snap in os.listdir(os.path.join(root, cl)):
+                sd = os.path.join(root, cl, snap)
+                if snap.startswith(".tmp-"):
+                    self.assertTrue(tmp_ok, self.msg(
+                        "%s left behind after the restart" % sd))
+                    self.assertFalse(os.path.exists(os.path.join(
+                        sd, "manifest.json")), self.msg(
+                        "%s has a manifest but was not renamed" % sd))
+                    continue
+                if snap.startswith("."):
+                    continue
+                mp = os.path.join(sd, "manifest.json")
+                self.assertTrue(os.path.exists(mp), self.msg(
+                    "%s looks like a snapshot but has no manifest" % sd))
+                with open(mp) as f:
+                    m = json.load(f)
+                for sh in m["shards"]:
+                    h = hashlib.sha256()
+                    n = 0
+                    with open(os.path.join(sd, sh["file"]), "rb") as f:
+                        for chunk in iter(lambda: f.read(1 << 20), b""):
+                            h.update(chunk)
+                            n += len(chunk)
+                    self.assertEqual((n, h.hexdigest()),
+                                     (sh["size"], sh["sha256"]),
+                                     self.msg("%s/%s does not match its "
+                                              "manifest" % (sd, sh["file"])))
+                good.append(snap)
+        return sorted(good)
+
+    def snapshot_cli(self, d, name):
+        return subprocess.Popen([cklib.CLI, "--socket", os.path.join(
+            d.tmp, "control.sock"), "snapshot", "web", "--name", name],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def restore_spec(self, name, port, snap, windows):
+        return spec(name, backend="local", extra="cluster_size: 2\n"
+                    "port: %d\nsnapshot_window: \"%s\"\n"
+                    "maintenance_window: \"%s\"\nrestore_from: %s\n"
+                    % (port, windows[0], windows[1], snap))
+
+    def snapshot_killed(self, d, name, t, in_copy):
+        """A manual snapshot, and kill -9 of the daemon t seconds into
+        it (in_copy: t seconds after its copy began, which is when its
+        .tmp- directory appears). Restarts the daemon; the snapshot must
+        be complete, or gone and possible again under the same name."""
+        tmp = os.path.join(d.state, "backups", "web", ".tmp-" + name)
+        final = os.path.join(d.state, "backups", "web", name)
+        p = self.snapshot_cli(d, name)
+        if in_copy:
+            wait_for(lambda: os.path.isdir(tmp) or os.path.isdir(final),
+                     30, interval=0.002,
+                     what=self.msg("the copy of %s to start" % name))
+        time.sleep(t)
+        phase = ("end" if os.path.isdir(final) else "copy" if
+                 os.path.isdir(tmp) else "BGSAVE")
+        # Whether it was complete, read just before the kill (a rename in
+        # the microseconds between would be reported wrongly).
+        kids, done = self.kill_daemon(d, lambda: os.path.isdir(final))
+        p.communicate(timeout=30)
+        before = self.check_snapshots(d, tmp_ok=True)
+        self.assertFalse(name in before and not done, self.msg(
+            "%s was completed after the daemon died, by a child it left "
+            "behind" % name))
+        self.fresh_after = time.time()
+        d.start()
+        self.avail(d, "web", nodes=2)
+        # The next daemon removes what the crash left half written.
+        wait_for(lambda: not os.path.exists(tmp), 10,
+                 what=self.msg("%s removed" % tmp))
+        if name in before:
+            outcome = "complete before the kill"
+        else:
+            # Nothing half done is left in its way: the same name again.
+            p = self.snapshot_cli(d, name)
+            out, err = p.communicate(timeout=120 * cklib.SLOW)
+            self.assertEqual(p.returncode, 0, self.msg(err))
+            outcome = "taken again after the restart"
+        self.assertIn(name, self.check_snapshots(d, tmp_ok=False))
+        self.check_orphans(d)
+        self.check_files(d)
+        return "%s killed at %.2fs%s (in the %s, %d child%s): %s" % (
+            name, t, " of the copy" if in_copy else "", phase, len(kids),
+            "" if len(kids) == 1 else "ren", outcome)
+
+    def restore_killed(self, d, name, port, snap, win, t, in_restore, want):
+        """A new cluster restored from snap, and kill -9 of the daemon t
+        seconds after its spec appears (in_restore: after the daemon
+        says it is restoring). After the restart it is available with
+        every key of want, its work directory gone."""
+        log0 = len(d.log())
+        d.write(name + ".yaml", self.restore_spec(name, port, snap, win))
+        if in_restore:
+            wait_for(lambda: "restoring from snapshot %s" % snap in
+                     d.log()[log0:], 60, interval=0.005,
+                     what=self.msg("%s restoring" % name))
+        time.sleep(t)
+        said = d.log()[log0:]
+        phase = ("end" if "restored from snapshot %s" % snap in said else
+                 "restore" if "restoring from snapshot" in said else
+                 "create")
+        kids, _ = self.kill_daemon(d)
+        self.check_snapshots(d, tmp_ok=True)
+        self.fresh_after = time.time()
+        log0 = len(d.log())
+        d.start()
+        self.avail(d, name, nodes=2, timeout=120)
+        if phase != "end":
+            self.assertIn("restored from snapshot %s" % snap,
+                          d.log()[log0:], self.msg(
+                              "%s available, but not restored" % name))
+        lost = self.missing(want, port)
+        self.assertFalse(os.path.exists(os.path.join(
+            d.state, "local", name, ".restore")), self.msg(
+            "the restore's work directory is left"))
+        with open(os.path.join(d.state, "local", name,
+                               "cluster.json")) as f:
+            self.assertNotIn("restore_from", json.load(f))
+        self.check_orphans(d)
+        self.check_files(d)
+        return lost, "%s killed at %.2fs%s (in the %s, %d child%s)" % (
+            name, t, " of the restore" if in_restore else "", phase,
+            len(kids), "" if len(kids) == 1 else "ren")
+
     def test_snapshot_restore_faults(self):
-        self.skipTest("snapshot and restore faults are not written yet: "
-                      "the backups landed in parallel with this suite "
-                      "(their own faults are in test_backups.py)")
+        """kill -9 of the daemon in the middle of a manual snapshot (a
+        BGSAVE and copy of some 40 MB), once in the BGSAVE and once in
+        the copy, and in the middle of a restore (spec.restore_from) of
+        it into a new cluster, once while the cluster is being created
+        and once while the keys are going in."""
+        import datetime
+        from test_backups import windows
+        t0 = time.monotonic()
+        win = windows(datetime.datetime.now(datetime.timezone.utc) +
+                      datetime.timedelta(hours=12))   # no automatic ones
+        d = self.start()
+        d.write("web.yaml", spec("web", backend="local", extra=(
+            "cluster_size: 2\nport: %d\nsnapshot_window: \"%s\"\n"
+            "maintenance_window: \"%s\"\n" % (self.port, win[0], win[1]))))
+        self.avail(d, "web", nodes=2)
+        # 40000 keys of 1 KiB, random: the RDB does not compress.
+        n = int(os.environ.get("CK_FAULT_SNAP_KEYS", "40000"))
+        vr = random.Random("%d-values" % SEED)
+        want = {}
+        with Client(port=self.port, timeout=30) as c:
+            for i in range(0, n, 1000):
+                for k in range(i, min(n, i + 1000)):
+                    want["s%d" % k] = "%x" % vr.getrandbits(4096)
+                    c.send("SET", "s%d" % k, want["s%d" % k])
+                for k in range(i, min(n, i + 1000)):
+                    c._reply()
+            # A replica in sync: the snapshot is taken from it.
+            c.call("WAIT", "1", "5000")
+        # One snapshot undisturbed, to know how long its steps take.
+        p = self.snapshot_cli(d, "ref")
+        out, err = p.communicate(timeout=120 * cklib.SLOW)
+        self.assertEqual(p.returncode, 0, err)
+        m = re.search(r"BGSAVE ([0-9.]+)s, copy ([0-9.]+)s", out)
+        self.assertIsNotNone(m, out)
+        save_s, copy_s = float(m.group(1)), float(m.group(2))
+        details = ["%d keys; snapshot %.2fs + %.2fs" % (n, save_s, copy_s)]
+        details.append(self.snapshot_killed(
+            d, "snap1", self.rng.uniform(0.02, save_s), False))
+        details.append(self.snapshot_killed(
+            d, "snap2", self.rng.uniform(0.0, copy_s * 0.5), True))
+        self.assertEqual(self.check_snapshots(d, tmp_ok=False),
+                         ["ref", "snap1", "snap2"])
+
+        # One restore undisturbed, to know how long its steps take; its
+        # content is checked too.
+        p3 = self.base + 106
+        t1 = time.monotonic()
+        log0 = len(d.log())
+        d.write("web3.yaml", self.restore_spec("web3", p3, "ref", win))
+        wait_for(lambda: "restoring from snapshot ref" in d.log()[log0:],
+                 60, interval=0.005, what=self.msg("web3 restoring"))
+        create_s = time.monotonic() - t1
+        self.avail(d, "web3", nodes=2, timeout=120)
+        rest_s = time.monotonic() - t1 - create_s
+        self.assertEqual(self.missing(want, p3), [])
+        details.append("restore %.2fs + %.2fs" % (create_s, rest_s))
+        lost2, what = self.restore_killed(
+            d, "web2", self.base + 103, "snap1", win,
+            self.rng.uniform(0.05, create_s), False, want)
+        details.append(what)
+        lost4, what = self.restore_killed(
+            d, "web4", self.base + 109, "snap2", win,
+            self.rng.uniform(0.0, rest_s * 0.8), True, want)
+        details.append(what)
+        self.assertEqual(self.check_snapshots(d, tmp_ok=False),
+                         ["ref", "snap1", "snap2"])
+        details.append("%.0fs in all" % (time.monotonic() - t0))
+        report("kill9_snapshot_restore", self.faults, 2 * len(want),
+               len(lost2) + len(lost4), "; ".join(details))
+        self.assertEqual(lost2 + lost4, [], self.msg(
+            "keys missing after a restore"))
+
+    def missing(self, want, port):
+        """Keys of want not there, or not with their value, on port."""
+        bad = []
+        keys = list(want)
+        with Client(port=port, timeout=30) as c:
+            for i in range(0, len(keys), 1000):
+                chunk = keys[i:i + 1000]
+                for k in chunk:
+                    c.send("GET", k)
+                for k in chunk:
+                    if c._reply() != want[k]:
+                        bad.append(k)
+        return bad
 
 
 class ECFaultTest(DaemonTest):

@@ -7,6 +7,10 @@
  * Regression cases for fixed bugs say so in their comments.
  */
 #include "config.h"
+#include <sys/wait.h>
+#include <poll.h>
+#include <signal.h>
+#include <unistd.h>
 
 #include <errno.h>
 #include <limits.h>
@@ -24,6 +28,7 @@
 #include "dconf.h"
 #include "htab.h"
 #include "schema.h"
+#include "util.h"
 #include "window.h"
 
 /* Saturday 2024-01-06 00:00:00 UTC. */
@@ -722,6 +727,32 @@ check_failover(const struct dconf *c, const char *dir)
 	assert_string_equal(c->local.bind, "0.0.0.0");
 }
 
+static void
+check_group_root(const struct dconf *c, const char *dir)
+{
+	(void)dir;
+	assert_true(c->control_group_set);
+	assert_string_equal(c->control_group, "root");
+	assert_int_equal(c->control_gid, 0);
+}
+
+static void
+check_group_numeric(const struct dconf *c, const char *dir)
+{
+	(void)dir;
+	assert_true(c->control_group_set);
+	assert_string_equal(c->control_group, "4242");
+	assert_int_equal(c->control_gid, 4242);
+}
+
+static void
+check_group_unset(const struct dconf *c, const char *dir)
+{
+	(void)dir;
+	assert_false(c->control_group_set);
+	assert_null(c->control_group);
+}
+
 #define MSG_RESYNC \
 	"resync_interval must be a duration from 1s to 24h (units ms, s, m, " \
 	"h, e.g. 1500ms or 1m30s), got "
@@ -789,6 +820,27 @@ static const struct dconf_case dconf_cases[] = {
 	{ "default_backend_unknown", "default_backend: docker\n",
 	    { "1:18: default_backend must be one of local or elasticache, got "
 	    "'docker'" }, NULL },
+	{ "control_group_name", "control_socket_group: root\n", { NULL },
+	    check_group_root },
+	{ "control_group_gid", "control_socket_group: 4242\n", { NULL },
+	    check_group_numeric },
+	{ "control_group_default", "control_socket: /run/x.sock\n", { NULL },
+	    check_group_unset },
+	{ "control_group_unknown",
+	    "control_socket_group: no-such-group-ck\n",
+	    { "1:23: control_socket_group: no group named 'no-such-group-ck' "
+	    "(a group name from getent group, or a numeric gid)" }, NULL },
+	{ "control_group_negative", "control_socket_group: -1\n",
+	    { "1:23: control_socket_group: no group named '-1' (a group name "
+	    "from getent group, or a numeric gid)" }, NULL },
+	{ "control_group_too_big", "control_socket_group: 4294967295\n",
+	    { "1:23: control_socket_group: no group named '4294967295' (a "
+	    "group name from getent group, or a numeric gid)" }, NULL },
+	{ "control_group_empty", "control_socket_group: ''\n",
+	    { "1:23: control_socket_group must not be empty" }, NULL },
+	{ "control_group_list", "control_socket_group: [ops]\n",
+	    { "1:23: control_socket_group must be a string, got a list" },
+	    NULL },
 	{ "relative_paths",
 	    "clusters_dir: clusters.d\nstate_dir: state\n"
 	    "control_socket: /run/x.sock\nlocal:\n  data_dir: data\n"
@@ -927,6 +979,50 @@ run_dconf_case(void **state)
 	ck_tmpdir_free(dir);
 }
 
+/*
+ * A worker forked by a process that is then killed with -9 dies too: the
+ * pipe's last writer is the worker, so its EOF means the worker is gone.
+ */
+static void
+test_child_die_with_parent(void **state)
+{
+	struct pollfd	 pfd;
+	pid_t		 mid, leaf = 0;
+	int		 p[2], status;
+	char		 c;
+
+	(void)state;
+	assert_int_equal(pipe(p), 0);
+	if ((mid = fork()) == 0) {
+		pid_t self = getpid(), l;
+
+		close(p[0]);
+		if ((l = fork()) == 0) {
+			child_die_with_parent(self);
+			for (;;)
+				pause();
+		}
+		(void)!write(p[1], &l, sizeof l);
+		for (;;)
+			pause();
+	}
+	assert_true(mid > 0);
+	close(p[1]);
+	assert_int_equal(read(p[0], &leaf, sizeof leaf), sizeof leaf);
+	assert_true(leaf > 0);
+	assert_int_equal(kill(mid, SIGKILL), 0);
+	assert_int_equal(waitpid(mid, &status, 0), mid);
+	pfd.fd = p[0];
+	pfd.events = POLLIN;
+	/* 10 s: the worker is gone in milliseconds, or never. */
+	if (poll(&pfd, 1, 10000) != 1) {
+		(void)kill(leaf, SIGKILL);
+		fail_msg("the worker outlived its parent");
+	}
+	assert_int_equal(read(p[0], &c, 1), 0);
+	close(p[0]);
+}
+
 static void
 test_dconf_missing(void **state)
 {
@@ -996,6 +1092,7 @@ main(void)
 		cmocka_unit_test(test_closest_word),
 		cmocka_unit_test(test_htab_basic),
 		cmocka_unit_test(test_htab_many),
+		cmocka_unit_test(test_child_die_with_parent),
 		cmocka_unit_test(test_dconf_missing),
 		cmocka_unit_test(test_dconf_unreadable),
 	};

@@ -468,7 +468,7 @@ raw_accept(struct evconnlistener *lev, evutil_socket_t fd,
 static unsigned int
 fd_port(evutil_socket_t fd)
 {
-	struct sockaddr_in	 sin;
+	struct sockaddr_in	 sin = { 0 };
 	socklen_t		 len = sizeof sin;
 
 	if (getsockname(fd, (struct sockaddr *)&sin, &len) == -1)
