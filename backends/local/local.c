@@ -545,7 +545,7 @@ step_create(struct lcluster *lc, const struct cluster_spec *s, char **cause)
 	if ((r = lstate_save(lc, cause)) != 0)
 		return r;
 	if (lrs_same_layout(lc, s)) {
-		if ((r = lrs_place_start(lc, cause)) == 0)
+		if (lrs_place_start(lc, cause) == 0)
 			return 0;	/* it starts the nodes */
 		log_cluster(LOG_LEVEL_WARNING, lc->name, "%s; loading the "
 		    "snapshot's keys instead", *cause);

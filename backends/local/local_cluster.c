@@ -311,7 +311,7 @@ lcl_create(struct lcluster *lc, const struct cluster_spec *s, char **cause)
 			return r;
 		}
 	if (lc->restore_placing) {
-		if ((r = lrs_place_start(lc, cause)) == 0)
+		if (lrs_place_start(lc, cause) == 0)
 			return 0;	/* it starts the nodes */
 		log_cluster(LOG_LEVEL_WARNING, lc->name, "%s; loading the "
 		    "snapshot's keys instead", *cause);
