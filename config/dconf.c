@@ -20,7 +20,7 @@
 #define CLUSTER_NODE_TIMEOUT_MS	5000
 #define MIGRATE_BATCH		100	/* keys */
 #define MIGRATE_PIPELINE	4
-#define MIGRATE_SLOTS		4
+#define MIGRATE_SLOTS		16
 #define EC_POLL_INTERVAL_MS	30000
 #define S3_PART_MIN		(5 * 1024 * 1024)	/* S3's own minimum */
 #define S3_PART_DEFAULT		(64 * 1024 * 1024)
