@@ -544,14 +544,8 @@ step_create(struct lcluster *lc, const struct cluster_spec *s, char **cause)
 	lc->created = false;
 	if ((r = lstate_save(lc, cause)) != 0)
 		return r;
-	if (lrs_same_layout(lc, s)) {
-		if (lrs_place_start(lc, cause) == 0)
-			return 0;	/* it starts the nodes */
-		log_cluster(LOG_LEVEL_WARNING, lc->name, "%s; loading the "
-		    "snapshot's keys instead", *cause);
-		free(*cause);
-		*cause = NULL;
-	}
+	if (lrs_same_layout(lc, s) && lrs_place_start(lc))
+		return 0;	/* it starts the nodes */
 	for (i = 0; i < (int)lc->nnodes; i++)
 		if ((r = lnode_start(lc, lc->nodes[i], cause)) != 0)
 			return r;

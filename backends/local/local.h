@@ -289,12 +289,12 @@ void		 lrs_tick(struct lcluster *);
  * if so lc->restore_placing is set, and the caller creates the nodes
  * without starting them, then calls lrs_place_start(), which starts
  * them (and the monitor) once each primary's RDB is in place. When it
- * fails (-errno, *cause), nothing was started: start them as usual, the
- * keys are loaded later.
+ * cannot (false, said in a warning), nothing was started: start them as
+ * usual, the keys are loaded later.
  */
 bool		 lrs_same_layout(struct lcluster *,
 		    const struct cluster_spec *);
-int		 lrs_place_start(struct lcluster *, char **cause);
+bool		 lrs_place_start(struct lcluster *);
 void		 lrs_free(struct lcluster *);
 /* Call an operation's cb from the loop; msg is taken over. */
 void		 lbk_answer(struct lcluster *, backend_op_cb cb, void *arg,

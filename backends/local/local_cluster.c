@@ -311,12 +311,8 @@ lcl_create(struct lcluster *lc, const struct cluster_spec *s, char **cause)
 			return r;
 		}
 	if (lc->restore_placing) {
-		if (lrs_place_start(lc, cause) == 0)
+		if (lrs_place_start(lc))
 			return 0;	/* it starts the nodes */
-		log_cluster(LOG_LEVEL_WARNING, lc->name, "%s; loading the "
-		    "snapshot's keys instead", *cause);
-		free(*cause);
-		*cause = NULL;
 		for (i = 0; i < (int)lc->nnodes; i++)
 			if ((r = lnode_start(lc, lc->nodes[i], cause)) != 0)
 				return r;

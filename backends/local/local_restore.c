@@ -566,8 +566,8 @@ rs_start_nodes(struct lcluster *lc)
 	lmon_start(lc);
 }
 
-int
-lrs_place_start(struct lcluster *lc, char **cause)
+static int
+place_start(struct lcluster *lc, char **cause)
 {
 	struct rs_ctx	*x = xcalloc(1, sizeof *x);
 	struct timeval	 tv = { 0, RS_POLL_MS * 1000 };
@@ -647,6 +647,19 @@ out:
 	return r;
 }
 
+bool
+lrs_place_start(struct lcluster *lc)
+{
+	char	*cause = NULL;
+
+	if (place_start(lc, &cause) == 0)
+		return true;
+	log_cluster(LOG_LEVEL_WARNING, lc->name, "%s; loading the snapshot's "
+	    "keys instead", cause);
+	free(cause);
+	return false;
+}
+
 /* The placing child ended: start the nodes, from their RDBs or empty. */
 static void
 rs_placed(struct lcluster *lc, bool ok, const char *why)
@@ -696,8 +709,6 @@ rs_placed_done(struct lcluster *lc)
 static void
 rs_prefetched(struct lcluster *lc, bool ok, const char *why)
 {
-	char	*cause = NULL;
-
 	lc->restore_fetching = lc->restore_prefetch = false;
 	lc->restore_fetched = true;
 	if (!ok) {
@@ -707,13 +718,8 @@ rs_prefetched(struct lcluster *lc, bool ok, const char *why)
 	log_cluster(LOG_LEVEL_NOTICE, lc->name, "fetched snapshot %s from S3",
 	    lc->restore_from);
 	if (rs_local_same(lc, lc->cluster_mode, lc->cluster_mode ?
-	    (int)lc->nshards : 1, lc->persistence)) {
-		if (lrs_place_start(lc, &cause) == 0)
-			return;
-		log_cluster(LOG_LEVEL_WARNING, lc->name, "%s; loading the "
-		    "snapshot's keys instead", cause);
-		free(cause);
-	}
+	    (int)lc->nshards : 1, lc->persistence) && lrs_place_start(lc))
+		return;
 	lc->restore_placing = false;
 	rs_start_nodes(lc);
 	lcluster_changed(lc);
