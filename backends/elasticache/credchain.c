@@ -411,17 +411,10 @@ chain_start(struct credchain *c)
 	c->state = CHAIN_FETCHING;
 	c->fetches++;
 	memset(&got, 0, sizeof got);
-	if ((r = creds_from_env(&got, &cause)) == 0) {
-		chain_done(c, &got);
-		return;
-	}
-	if (r != -ENOENT) {
-		chain_failed(c, cause);
-		free(cause);
-		return;
-	}
-	if ((r = creds_from_profile(c->profile, NULL, NULL, &got,
-	    &cause)) == 0) {
+	/* The plain reads first: the environment, then the profile. */
+	if ((r = creds_from_env(&got, &cause)) == -ENOENT)
+		r = creds_from_profile(c->profile, NULL, NULL, &got, &cause);
+	if (r == 0) {
 		chain_done(c, &got);
 		return;
 	}

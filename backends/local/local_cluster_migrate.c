@@ -115,6 +115,22 @@ worker_reset(struct lworker *w)
 	w->pending = 0;
 }
 
+/* The next keys become the batch (the moved one is forgotten). */
+static void
+worker_take_next(struct lworker *w)
+{
+	char	**keys = w->next_keys;
+	size_t	 *klen = w->next_klen, n = w->next_n;
+
+	w->next_keys = NULL;
+	w->next_klen = NULL;
+	w->next_n = 0;
+	worker_reset(w);
+	w->keys = keys;
+	w->klen = klen;
+	w->nkeys = n;
+}
+
 static void
 worker_idle(struct lworker *w)
 {
@@ -315,23 +331,10 @@ batch_step(struct lworker *w)
 	}
 	if (w->have_next) {
 		/* The batch moved; go on with the keys that came after it. */
-		char	**keys = w->next_keys;
-		size_t	 *klen = w->next_klen, n = w->next_n;
-
-		w->next_keys = NULL;
-		w->next_klen = NULL;
-		w->next_n = 0;
-		worker_reset(w);
-		w->keys = keys;
-		w->klen = klen;
-		w->nkeys = n;
-		if (n == 0) {
-			free(keys);
-			free(klen);
-			w->keys = NULL;
-			w->klen = NULL;
+		worker_take_next(w);
+		if (w->nkeys == 0)
 			worker_assign(w);
-		} else
+		else
 			send_migrates(w);
 		return;
 	}

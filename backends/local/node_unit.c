@@ -222,14 +222,12 @@ nap_ms(long ms)
 static int
 template_loads(char **cause)
 {
-	char	*name, *path, *state;
-	int	 ok;
+	const char	*name = "cachekeeper-redis@probe.service";
+	char		*path, *state;
+	int		 ok;
 
-	xasprintf(&name, "cachekeeper-redis@probe.service");
-	if ((path = unit_path(name, cause)) == NULL) {
-		free(name);
+	if ((path = unit_path(name, cause)) == NULL)
 		return 0;
-	}
 	state = unit_string(path, SD_UNIT, "LoadState");
 	ok = state != NULL && strcmp(state, "loaded") == 0;
 	if (!ok)
@@ -237,7 +235,6 @@ template_loads(char **cause)
 		    "(%s is %s)", name, state != NULL ? state : "unknown");
 	free(state);
 	free(path);
-	free(name);
 	return ok;
 }
 
