@@ -42,17 +42,29 @@ free_port() {
 	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
+pong() {
+	[ "$(redis-cli -p "$1" ping 2>/dev/null)" = PONG ]
+}
+
+# wait_until WHAT LOG COMMAND...: up to 5 s for COMMAND to succeed, else
+# say WHAT did not start, show LOG and fail.
+wait_until() {
+	what=$1 log=$2
+	shift 2
+	i=0
+	until "$@" 2>/dev/null; do
+		i=$((i + 1))
+		[ $i -lt 250 ] || { echo "proxy.sh: $what did not start" >&2; cat "$log" >&2; exit 1; }
+		sleep 0.02
+	done
+}
+
 rport=$(free_port)
 redis-server --save "" --appendonly no --port "$rport" --bind 127.0.0.1 \
     --unixsocket "$tmp/redis.sock" --unixsocketperm 700 \
     --daemonize no --dir "$tmp" >"$tmp/redis.log" 2>&1 &
 pids="$pids $!"
-i=0
-until [ "$(redis-cli -p "$rport" ping 2>/dev/null)" = PONG ]; do
-	i=$((i + 1))
-	[ $i -lt 250 ] || { echo "proxy.sh: redis-server did not start" >&2; cat "$tmp/redis.log" >&2; exit 1; }
-	sleep 0.02
-done
+wait_until "redis-server" "$tmp/redis.log" pong "$rport"
 
 # Upstream over the node's unix socket, as the daemon does
 # (UPSTREAM=tcp: its TCP port).
@@ -63,12 +75,7 @@ else
 fi
 "$bin" "$up" >"$tmp/proxy.out" 2>&1 &
 pids="$pids $!"
-i=0
-until grep -q '^port ' "$tmp/proxy.out" 2>/dev/null; do
-	i=$((i + 1))
-	[ $i -lt 250 ] || { echo "proxy.sh: proxy_bench did not start" >&2; cat "$tmp/proxy.out" >&2; exit 1; }
-	sleep 0.02
-done
+wait_until "proxy_bench" "$tmp/proxy.out" grep -q '^port ' "$tmp/proxy.out"
 pport=$(awk '/^port / { print $2; exit }' "$tmp/proxy.out")
 
 # The reference forwarder, when installed (apt-get install haproxy):
@@ -87,12 +94,7 @@ else
 	    "	server r $hup" >"$tmp/haproxy.cfg"
 	haproxy -db -f "$tmp/haproxy.cfg" >"$tmp/haproxy.log" 2>&1 &
 	pids="$pids $!"
-	i=0
-	until [ "$(redis-cli -p "$hport" ping 2>/dev/null)" = PONG ]; do
-		i=$((i + 1))
-		[ $i -lt 250 ] || { echo "proxy.sh: haproxy did not start" >&2; cat "$tmp/haproxy.log" >&2; exit 1; }
-		sleep 0.02
-	done
+	wait_until "haproxy" "$tmp/haproxy.log" pong "$hport"
 fi
 
 # One redis-benchmark run: "SET rps" and "GET rps" lines. It runs in the

@@ -797,34 +797,45 @@ class BackupTest(DaemonTest):
         self.assertIn("snaps/s3two/manifest.json", objs)
         self.assertIsNone(self.backups(d)["last_error"])
 
-    def test_s3_expired_token_fetches_new_credentials(self):
-        # S3 refuses the instance credentials as expired (before their
-        # own expiry, as after a clock step): the daemon fetches new ones
-        # from the chain and uploads again at once, without a warning.
+    def imds_s3_daemon(self, imds=None, s3env=None, s3conf=""):
+        """A daemon whose only credentials are the emulator's IMDSv2,
+        copying to an s3rver that takes any key, with a one-node group
+        "web" available (its window half a day away). Returns the
+        daemon, the emulator and s3rver's data directory."""
         from test_elasticache import Emulator, have_botocore
         if not have_botocore():
             self.skipTest("the emulator needs Debian's python3-botocore")
         binary = self.s3rver_bin()
         emu = Emulator()
         self.addCleanup(emu.stop)
+        if imds:
+            emu.control("imds", imds)
         s3port = self.base + 110
         data = os.path.join(self.tmp, "s3data")
         os.makedirs(data)
-        self.s3rver_start(binary, s3port, data, any_key=True,
-                          env={"S3RVER_EXPIRE_FIRST": "1"})
+        self.s3rver_start(binary, s3port, data, any_key=True, env=s3env)
         now = datetime.datetime.now(datetime.timezone.utc)
-        sw, mw = windows(now + datetime.timedelta(hours=12))
+        sw, _ = windows(now + datetime.timedelta(hours=12))
         d = self.daemon(binary=DAEMON, env={
             "AWS_EC2_METADATA_DISABLED": "",
             "AWS_EC2_METADATA_SERVICE_ENDPOINT": emu.url})
         with open(d.conf, "w") as f:
             f.write("clusters_dir: %s\nstate_dir: %s\nresync_interval: 5s\n"
                     "local:\n  port_range: %d-%d\nbackups:\n  s3:\n"
-                    "    bucket: ckb\n    endpoint: http://127.0.0.1:%d\n"
-                    % (d.specs, d.state, self.base, self.base + 99, s3port))
+                    "    bucket: ckb\n%s    endpoint: http://127.0.0.1:%d\n"
+                    % (d.specs, d.state, self.base, self.base + 99, s3conf,
+                       s3port))
         self.start(d=d)
         d.write("web.yaml", self.group(size=1, window=sw))
         self.wait_available(d)
+        return d, emu, data
+
+    def test_s3_expired_token_fetches_new_credentials(self):
+        # S3 refuses the instance credentials as expired (before their
+        # own expiry, as after a clock step): the daemon fetches new ones
+        # from the chain and uploads again at once, without a warning.
+        d, emu, data = self.imds_s3_daemon(
+            s3env={"S3RVER_EXPIRE_FIRST": "1"})
         self.cli(d, "snapshot", "web", "--name", "exp1")
         wait_for(lambda: "exp1/manifest.json" in self.s3_objects(data), 30,
                  interval=0.1, what="exp1 uploaded")
@@ -849,35 +860,12 @@ class BackupTest(DaemonTest):
         # credentials chain (the ElastiCache backend's) finds them in the
         # emulator's IMDSv2, fetches new ones when they near expiry, and
         # no secret of them is ever written anywhere.
-        from test_elasticache import Emulator, have_botocore
-        if not have_botocore():
-            self.skipTest("the emulator needs Debian's python3-botocore")
-        binary = self.s3rver_bin()
-        emu = Emulator()
-        self.addCleanup(emu.stop)
         # 10 s credentials: fresh for 8 s (the chain refreshes a fifth of
         # their life ahead).
-        emu.control("imds", {"expiry_seconds": 10})
-        s3port = self.base + 110
-        data = os.path.join(self.tmp, "s3data")
-        os.makedirs(data)
-        self.s3rver_start(binary, s3port, data, any_key=True)
-        now = datetime.datetime.now(datetime.timezone.utc)
-        sw, mw = windows(now + datetime.timedelta(hours=12))
-        d = self.daemon(binary=DAEMON, env={
-            "AWS_EC2_METADATA_DISABLED": "",
-            "AWS_EC2_METADATA_SERVICE_ENDPOINT": emu.url})
+        d, emu, data = self.imds_s3_daemon(
+            imds={"expiry_seconds": 10},
+            s3conf="    prefix: imds/\n    region: us-east-1\n")
         self.assertNotIn("AWS_ACCESS_KEY_ID", d.env)
-        with open(d.conf, "w") as f:
-            f.write("clusters_dir: %s\nstate_dir: %s\nresync_interval: 5s\n"
-                    "local:\n  port_range: %d-%d\nbackups:\n  s3:\n"
-                    "    bucket: ckb\n    prefix: imds/\n"
-                    "    region: us-east-1\n"
-                    "    endpoint: http://127.0.0.1:%d\n"
-                    % (d.specs, d.state, self.base, self.base + 99, s3port))
-        self.start(d=d)
-        d.write("web.yaml", self.group(size=1, window=sw))
-        self.wait_available(d)
         with Client(port=self.port) as c:
             for i in range(20):
                 c.call("SET", "k%d" % i, "v%d" % i)

@@ -229,21 +229,10 @@ class FaultTest(DaemonTest):
             raise AssertionError(self.msg(str(e)))
 
     def lost_keys(self, keys, port=None, cluster=None):
-        lost = []
         if cluster:
-            for k in keys:
-                if cluster.call("GET", k) is None:
-                    lost.append(k)
-            return lost
-        with Client(port=port, timeout=5) as c:
-            for i in range(0, len(keys), 500):
-                chunk = keys[i:i + 500]
-                for k in chunk:
-                    c.send("GET", k)
-                for k in chunk:
-                    if c._reply() is None:
-                        lost.append(k)
-        return lost
+            return [k for k in keys if cluster.call("GET", k) is None]
+        return [k for k, v in zip(keys, self.get_all(port, keys, 5))
+                if v is None]
 
     def cluster_check(self, st):
         port = int(st["endpoints"]["nodes"][0]["address"].rsplit(":", 1)[1])
@@ -1071,17 +1060,21 @@ class FaultTest(DaemonTest):
 
     def missing(self, want, port):
         """Keys of want not there, or not with their value, on port."""
-        bad = []
         keys = list(want)
-        with Client(port=port, timeout=30) as c:
-            for i in range(0, len(keys), 1000):
-                chunk = keys[i:i + 1000]
-                for k in chunk:
+        return [k for k, v in zip(keys, self.get_all(port, keys, 30))
+                if v != want[k]]
+
+    @staticmethod
+    def get_all(port, keys, timeout, chunk=500):
+        """The values of keys on port (None when missing), pipelined."""
+        vals = []
+        with Client(port=port, timeout=timeout) as c:
+            for i in range(0, len(keys), chunk):
+                part = keys[i:i + chunk]
+                for k in part:
                     c.send("GET", k)
-                for k in chunk:
-                    if c._reply() != want[k]:
-                        bad.append(k)
-        return bad
+                vals.extend(c._reply() for _ in part)
+        return vals
 
 
 class ECFaultTest(DaemonTest):
