@@ -174,19 +174,30 @@ class BackupTest(DaemonTest):
         d.stop()
         d = self.start(offset=DAY, d=d)
         self.wait_snapshots(d, 3)
-        # Three days later: automatic ones older than 2 days go.
+        (auto2,) = [n for n in self.snap_dirs(d) if n not in (auto1,
+                                                            "keepme")]
+        # Two days and two minutes later (created_at has whole seconds,
+        # so stay clear of the boundary): the first automatic one is
+        # older than the 2-day limit and goes, the second is a day old
+        # and stays.
         d.stop()
-        d = self.start(offset=3 * DAY, d=d)
-        self.wait_snapshots(d, 2)
+        d = self.start(offset=2 * DAY + 120, d=d)
+        wait_for(lambda: auto1 not in self.snap_dirs(d) and len(
+            self.snap_dirs(d)) == 3, 30, interval=0.1,
+            what="a third automatic snapshot and %s pruned" % auto1)
+        self.wait_snapshots(d, 3)
         names = self.snap_dirs(d)
         self.assertIn("keepme", names)
+        self.assertIn(auto2, names)
         self.assertNotIn(auto1, names)
-        auto3 = [n for n in names if n != "keepme"][0]
+        (auto3,) = [n for n in names if n not in ("keepme", auto2)]
         m3 = self.check_files(d, auto3)
         self.assertEqual(m3["type"], "automatic")
-        self.assertGreater(m3["created_at_unix"], time.time() + 2.5 * DAY)
+        self.assertGreater(m3["created_at_unix"], time.time() + 1.5 * DAY)
         self.assertIn("retention: deleted automatic snapshot %s" % auto1,
                       d.log())
+        self.assertNotIn("retention: deleted automatic snapshot %s" %
+                         auto2, d.log())
 
     def test_retention_zero_takes_none(self):
         d = self.start()
