@@ -75,6 +75,10 @@ struct reconciler {
 	struct backend_op	 op_next;
 	char			*op_next_name;
 	char			*op_next_shard;
+	/* A status file that could not be written: retried on a timer. */
+	struct event		*status_ev;
+	int			 status_errno;	/* of the last failure, or 0 */
+	unsigned int		 status_failures;
 };
 
 const double ctl_hist_bounds[CTL_HIST_BUCKETS] = {
@@ -199,6 +203,8 @@ reconciler_free(struct reconciler *r)
 	reconciler_detach(r);
 	if (r->timer != NULL)
 		event_free(r->timer);
+	if (r->status_ev != NULL)
+		event_free(r->status_ev);
 	spec_free(r->spec);
 	plan_free(&r->plan);
 	observed_free(r->obs);
@@ -918,11 +924,27 @@ reconciler_status_json(const struct reconciler *r)
 }
 
 static void
+status_retry(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	reconciler_write_status(arg);
+}
+
+/*
+ * Write the cluster's status file. A write that fails (a full or read-only
+ * disk) is tried again after 1 s, doubling up to 8 s, until it works, so
+ * the file does not stay stale until the next change; it is logged at
+ * warning level once per cause, and once more when it works again.
+ */
+static void
 reconciler_write_status(struct reconciler *r)
 {
-	json_t	*j;
-	char	*txt, *path;
-	int	 e;
+	json_t		*j;
+	char		*txt, *path;
+	int		 e;
+	unsigned int	 k;
+	struct timeval	 tv;
 
 	if (r->env->status_dir == NULL)
 		return;
@@ -935,9 +957,33 @@ reconciler_write_status(struct reconciler *r)
 	txt = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
 	json_decref(j);
 	xasprintf(&path, "%s/%s.json", r->env->status_dir, r->name);
-	if ((e = file_write_atomic(path, txt, strlen(txt), 0644, false)) != 0)
-		log_cluster(LOG_LEVEL_WARNING, r->name, "cannot write %s: %s",
-		    path, strerror(-e));
+	e = file_write_atomic(path, txt, strlen(txt), 0644, false);
+	if (e == 0 && r->status_errno != 0) {
+		log_cluster(LOG_LEVEL_INFO, r->name, "wrote %s again after %u "
+		    "failed attempts", path, r->status_failures);
+		r->status_errno = 0;
+		r->status_failures = 0;
+		if (r->status_ev != NULL)
+			evtimer_del(r->status_ev);
+	} else if (e != 0) {
+		if (-e != r->status_errno)
+			log_cluster(LOG_LEVEL_WARNING, r->name, "cannot write "
+			    "%s: %s (retried until it works)", path,
+			    strerror(-e));
+		else
+			log_cluster(LOG_LEVEL_DEBUG, r->name, "cannot write "
+			    "%s: %s (attempt %u)", path, strerror(-e),
+			    r->status_failures + 1);
+		r->status_errno = -e;
+		k = r->status_failures < 3 ? r->status_failures : 3;
+		r->status_failures++;
+		if (r->status_ev == NULL)
+			r->status_ev = evtimer_new(r->env->base, status_retry,
+			    r);
+		tv.tv_sec = 1 << k;
+		tv.tv_usec = 0;
+		evtimer_add(r->status_ev, &tv);
+	}
 	free(path);
 	free(txt);
 }

@@ -247,6 +247,7 @@ lnode_free(struct lnode *n)
 	free(n->nodes_txt);
 	free(n->id);
 	free(n->run_id);
+	free(n->restart_error);
 	free(n->dir);
 	free(n->sock);
 	free(n);
@@ -386,7 +387,7 @@ observe_fire(evutil_socket_t fd, short ev, void *arg)
 		o->message = degraded_message(lc);
 	else if (lc->message != NULL)
 		o->message = xstrdup(lc->message);
-	if ((save = lmon_save_message(lc)) != NULL) {
+	if ((save = lmon_node_message(lc)) != NULL) {
 		if (o->message != NULL) {
 			char *m;
 

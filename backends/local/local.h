@@ -42,6 +42,7 @@ struct aws_creds;
 #define LOCAL_PING_TIMEOUT_MS		500
 #define LOCAL_INFO_EVERY		4	/* ticks */
 #define LOCAL_START_GRACE_MS		5000	/* a new process may be slow */
+#define LOCAL_RESTART_MAX_MS		5000	/* between failed restarts */
 
 typedef void (*rconn_cb_t)(struct rconn *, struct redisReply *,
     const char *, void *);
@@ -86,6 +87,10 @@ struct lnode {
 	bool		 restarting;	/* stopped by us, start it again */
 	bool		 added;		/* new by scaling, not yet synced */
 	bool		 save_failed;	/* rdb_last_bgsave_status:err */
+	/* The monitor's restarts that failed: retried with a backoff. */
+	unsigned int	 restart_failures;
+	uint64_t	 restart_at_ms;	/* not before (monotonic) */
+	char		*restart_error;	/* the last cause, logged once */
 	/* Cluster mode only. */
 	char		*shard;		/* "s1", ...: its node group */
 	int		 bus_port;	/* cluster bus, from local.port_range */
@@ -300,7 +305,7 @@ void		 lrs_free(struct lcluster *);
 void		 lbk_answer(struct lcluster *, backend_op_cb cb, void *arg,
 		    int error, char *msg);
 /* "node n2: background save failed ...", NULL when none did. */
-char		*lmon_save_message(struct lcluster *);
+char		*lmon_node_message(struct lcluster *);
 
 /*
  * Cluster mode (local_cluster*.c). The monitor above still checks

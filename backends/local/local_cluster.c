@@ -651,11 +651,12 @@ lcl_endpoints(struct lcluster *lc)
 		if (lnode_up(n) && (primary || n->link_up))
 			json_array_append_new(cfg, json_string(addr));
 		json_array_append_new(nodes, json_pack("{s:s, s:s, s:s, s:s, "
-		    "s:I, s:I, s:b, s:b, s:s?}", "id", n->id, "shard", n->shard,
-		    "address", addr, "role", primary ? "primary" : "replica",
-		    "pid", (json_int_t)n->pid, "offset", (json_int_t)n->offset,
-		    "up", lnode_up(n), "synced", primary ? lnode_up(n) :
-		    n->link_up, "cluster_id", n->cid));
+		    "s:I, s:I, s:b, s:b, s:s?, s:s?}", "id", n->id, "shard",
+		    n->shard, "address", addr, "role", primary ? "primary" :
+		    "replica", "pid", (json_int_t)n->pid, "offset",
+		    (json_int_t)n->offset, "up", lnode_up(n), "synced", primary ?
+		    lnode_up(n) : n->link_up, "cluster_id", n->cid, "error",
+		    n->restart_error));
 	}
 	snprintf(addr, sizeof addr, "%s:%d", bind, lc->port);
 	j = json_pack("{s:s, s:o, s:o, s:o, s:i}", "configuration", addr,

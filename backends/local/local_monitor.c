@@ -115,6 +115,57 @@ lnode_start(struct lcluster *lc, struct lnode *n, char **cause)
 	return 0;
 }
 
+/*
+ * Start again a node the monitor found down. A start that fails (its
+ * redis.conf cannot be written, the disk is full, redis-server is gone) is
+ * retried after a delay that doubles from a tick to LOCAL_RESTART_MAX_MS,
+ * and is logged at warning level once per cause, not at every tick; the
+ * node's status carries the cause until a start works.
+ */
+static void
+node_restart(struct lcluster *lc, struct lnode *n, const char *why)
+{
+	uint64_t	 now = clock_mono_ms(), delay;
+	char		*cause = NULL;
+	unsigned int	 k;
+
+	if (now < n->restart_at_ms)
+		return;
+	if (n->restart_failures == 0)
+		log_cluster(LOG_LEVEL_NOTICE, lc->name, "%s: restarting it",
+		    why);
+	if (lnode_start(lc, n, &cause) == 0) {
+		if (n->restart_failures > 0)
+			log_cluster(LOG_LEVEL_INFO, lc->name, "node %s started "
+			    "again after %u failed attempts", n->id,
+			    n->restart_failures);
+		n->restart_failures = 0;
+		n->restart_at_ms = 0;
+		free(n->restart_error);
+		n->restart_error = NULL;
+		lcluster_changed(lc);
+		return;
+	}
+	k = n->restart_failures < 16 ? n->restart_failures : 16;
+	n->restart_failures++;
+	delay = (uint64_t)tick_ms(lc) << k;
+	if (delay > LOCAL_RESTART_MAX_MS)
+		delay = LOCAL_RESTART_MAX_MS;
+	n->restart_at_ms = now + delay;
+	if (n->restart_error != NULL && strcmp(n->restart_error, cause) == 0) {
+		log_cluster(LOG_LEVEL_DEBUG, lc->name, "node %s: start attempt "
+		    "%u failed: %s", n->id, n->restart_failures, cause);
+		free(cause);
+		return;
+	}
+	log_cluster(LOG_LEVEL_WARNING, lc->name, "cannot restart node %s: %s "
+	    "(retried every %u s at most; logged again only if the reason "
+	    "changes)", n->id, cause, LOCAL_RESTART_MAX_MS / 1000);
+	free(n->restart_error);
+	n->restart_error = cause;
+	lcluster_changed(lc);
+}
+
 static void
 ep_pause(struct lcluster *lc, bool paused)
 {
@@ -173,7 +224,7 @@ ping_done(struct rconn *rc, struct redisReply *reply, const char *err,
 	 * A node loading its dataset is alive: never fail over for that.
 	 * Nor for MISCONF (a background save failed and Redis refuses
 	 * writes and PING): the process answers; the status says why writes
-	 * fail (lmon_save_message) until its disk is fixed.
+	 * fail (lmon_node_message) until its disk is fixed.
 	 */
 	if (reply == NULL || (reply->type == REDIS_REPLY_ERROR &&
 	    strncmp(reply->str, "LOADING", 7) != 0 &&
@@ -359,10 +410,8 @@ info_done(struct rconn *rc, struct redisReply *reply, const char *err,
 static void
 node_check(struct lcluster *lc, struct lnode *n, bool info)
 {
-	char	 cause_buf[8];
-	char	*cause = NULL;
+	char	*why;
 
-	(void)cause_buf;
 	if (!node_pid_alive(n->pid)) {
 		pid_t pid = node_read_pid(n->dir);
 		if (pid > 0 && pid != n->pid && node_pid_alive(pid))
@@ -375,14 +424,10 @@ node_check(struct lcluster *lc, struct lnode *n, bool info)
 				return;
 			if (lc->cluster_mode && !lcl_may_restart(lc, n))
 				return;
-			log_cluster(LOG_LEVEL_NOTICE, lc->name, "node %s "
-			    "(pid %ld) is gone, restarting it", n->id,
+			xasprintf(&why, "node %s (pid %ld) is gone", n->id,
 			    (long)n->pid);
-			if (lnode_start(lc, n, &cause) != 0) {
-				log_cluster(LOG_LEVEL_WARNING, lc->name,
-				    "cannot restart node %s: %s", n->id, cause);
-				free(cause);
-			}
+			node_restart(lc, n, why);
+			free(why);
 			return;
 		}
 	}
@@ -414,7 +459,7 @@ promoted(struct rconn *rc, struct redisReply *reply, const char *err,
 {
 	struct lcluster	*lc = arg;
 	struct lnode	*n = lcluster_node(lc, lc->promote_id), *o;
-	char		*cause = NULL, port[16], *old = lc->promote_old;
+	char		*cause = NULL, port[16], *old = lc->promote_old, *why;
 	size_t		 i;
 	uint64_t	 took;
 
@@ -453,11 +498,10 @@ promoted(struct rconn *rc, struct redisReply *reply, const char *err,
 		    "REPLICAOF %s %s", lc->ctx->conf->local.bind, port);
 	}
 	/* A dead old primary comes back as a replica of the new one. */
-	if ((o = lcluster_node(lc, old)) != NULL &&
-	    !node_pid_alive(o->pid) && lnode_start(lc, o, &cause) != 0) {
-		log_cluster(LOG_LEVEL_WARNING, lc->name, "cannot restart %s: "
-		    "%s", o->id, cause);
-		free(cause);
+	if ((o = lcluster_node(lc, old)) != NULL && !node_pid_alive(o->pid)) {
+		xasprintf(&why, "old primary %s is gone", o->id);
+		node_restart(lc, o, why);
+		free(why);
 	}
 out:
 	free(old);
@@ -581,18 +625,14 @@ elect_start(struct lcluster *lc, struct lnode *p)
 static void
 primary_lost(struct lcluster *lc, struct lnode *p)
 {
-	char		*cause = NULL;
+	char		*why;
 
 	if (!lc->failover) {
 		if (!node_pid_alive(p->pid)) {
-			log_cluster(LOG_LEVEL_NOTICE, lc->name, "primary %s is "
-			    "gone and automatic failover is off: restarting "
-			    "it in place", p->id);
-			if (lnode_start(lc, p, &cause) != 0) {
-				log_cluster(LOG_LEVEL_WARNING, lc->name,
-				    "cannot restart %s: %s", p->id, cause);
-				free(cause);
-			}
+			xasprintf(&why, "primary %s is gone and automatic "
+			    "failover is off", p->id);
+			node_restart(lc, p, why);
+			free(why);
 		}
 		return;
 	}
@@ -601,13 +641,10 @@ primary_lost(struct lcluster *lc, struct lnode *p)
 		return;
 	}
 	if (!node_pid_alive(p->pid)) {
-		log_cluster(LOG_LEVEL_WARNING, lc->name, "primary %s is gone and "
-		    "no replica can take over: restarting it", p->id);
-		if (lnode_start(lc, p, &cause) != 0) {
-			log_cluster(LOG_LEVEL_WARNING, lc->name, "cannot restart "
-			    "%s: %s", p->id, cause);
-			free(cause);
-		}
+		xasprintf(&why, "primary %s is gone and no replica can take "
+		    "over", p->id);
+		node_restart(lc, p, why);
+		free(why);
 	}
 }
 
@@ -843,19 +880,25 @@ lmon_endpoints_stop(struct lcluster *lc)
 	lc->ep_primary = lc->ep_reader = NULL;
 }
 
+/* What is wrong with single nodes, for the cluster's message. */
 char *
-lmon_save_message(struct lcluster *lc)
+lmon_node_message(struct lcluster *lc)
 {
 	struct strbuf	 sb;
 	size_t		 i;
 
 	strbuf_init(&sb);
-	for (i = 0; i < lc->nnodes; i++)
+	for (i = 0; i < lc->nnodes; i++) {
 		if (lc->nodes[i]->save_failed)
 			strbuf_printf(&sb, "%snode %s: background save failed "
 			    "(rdb_last_bgsave_status:err; is %s writable and "
 			    "not full?)", sb.len ? "; " : "", lc->nodes[i]->id,
 			    lc->nodes[i]->dir);
+		if (lc->nodes[i]->restart_error != NULL)
+			strbuf_printf(&sb, "%snode %s cannot start: %s",
+			    sb.len ? "; " : "", lc->nodes[i]->id,
+			    lc->nodes[i]->restart_error);
+	}
 	if (sb.len == 0) {
 		strbuf_free(&sb);
 		return NULL;
@@ -880,10 +923,11 @@ lmon_endpoints(struct lcluster *lc)
 		n = lc->nodes[i];
 		snprintf(addr, sizeof addr, "%s:%d", bind, n->port);
 		json_array_append_new(nodes, json_pack("{s:s, s:s, s:s, s:I, "
-		    "s:I, s:b, s:b}", "id", n->id, "address", addr, "role",
-		    n == p ? "primary" : "replica", "pid", (json_int_t)n->pid,
-		    "offset", (json_int_t)n->offset, "up", lnode_up(n),
-		    "synced", n == p ? lnode_up(n) : n->link_up)); 
+		    "s:I, s:b, s:b, s:s?}", "id", n->id, "address", addr,
+		    "role", n == p ? "primary" : "replica", "pid",
+		    (json_int_t)n->pid, "offset", (json_int_t)n->offset, "up",
+		    lnode_up(n), "synced", n == p ? lnode_up(n) : n->link_up,
+		    "error", n->restart_error));
 	}
 	snprintf(addr, sizeof addr, "%s:%d", bind, lc->port);
 	j = json_pack("{s:s, s:o, s:i}", "primary", addr, "nodes", nodes,
