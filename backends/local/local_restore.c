@@ -59,6 +59,7 @@ struct rs_target {
 struct rs_ctx {				/* what the child needs */
 	char		*snapdir;
 	json_t		*manifest;
+	const char	*user;		/* the daemon's own: RESTORE is admin */
 	const char	*password;
 	const char	*redis_server;
 	char		*workdir;
@@ -116,7 +117,8 @@ child_fail(int fd, const char *fmt, ...)
 }
 
 static redisContext *
-child_connect(int fd, const char *sock, const char *password)
+child_connect(int fd, const char *sock, const char *user,
+    const char *password)
 {
 	struct timeval	 tv = { 30, 0 };
 	redisContext	*c = redisConnectUnixWithTimeout(sock, tv);
@@ -127,9 +129,11 @@ child_connect(int fd, const char *sock, const char *password)
 		    "out of memory");
 	redisSetTimeout(c, tv);
 	if (password != NULL) {
-		r = redisCommand(c, "AUTH %s", password);
+		r = user != NULL ? redisCommand(c, "AUTH %s %s", user,
+		    password) : redisCommand(c, "AUTH %s", password);
 		if (r == NULL || r->type == REDIS_REPLY_ERROR)
-			child_fail(fd, "AUTH refused by %s", sock);
+			child_fail(fd, "AUTH%s%s refused by %s", user ? " as " :
+			    "", user ? user : "", sock);
 		freeReplyObject(r);
 	}
 	return c;
@@ -148,7 +152,7 @@ child_slots(struct rs_ctx *x, int fd)
 		x->owner[s] = 0;
 	if (!x->cluster)
 		return;
-	c = child_connect(fd, x->t[0].sock, x->password);
+	c = child_connect(fd, x->t[0].sock, x->user, x->password);
 	r = redisCommand(c, "CLUSTER SLOTS");
 	if (r == NULL || r->type != REDIS_REPLY_ARRAY)
 		child_fail(fd, "CLUSTER SLOTS failed");
@@ -175,7 +179,8 @@ static redisContext *
 target_conn(struct rs_ctx *x, int fd, int i)
 {
 	if (x->conns[i] == NULL)
-		x->conns[i] = child_connect(fd, x->t[i].sock, x->password);
+		x->conns[i] = child_connect(fd, x->t[i].sock, x->user,
+		    x->password);
 	return x->conns[i];
 }
 
@@ -825,7 +830,8 @@ lrs_tick(struct lcluster *lc)
 		    "manifest", lc->restore_from);
 		goto fail;
 	}
-	x->password = lc->password;
+	x->user = LC_AUTH_USER(lc);
+	x->password = LC_AUTH_PASS(lc);
 	x->redis_server = lc->ctx->conf->local.redis_server;
 	x->key_file = lc->ctx->conf->backup_key_file;
 	x->cluster = lc->cluster_mode;
