@@ -243,6 +243,26 @@ reconciler_phase(const struct reconciler *r)
 	return r->phase;
 }
 
+/* The spec's generation is not (yet) the one last observed in sync. */
+bool
+reconciler_generation_lag(const struct reconciler *r)
+{
+	return r->observed_generation == 0 ||
+	    r->observed_generation != r->generation;
+}
+
+size_t
+reconciler_spec_error_count(const struct reconciler *r)
+{
+	return r->spec_errors.n;
+}
+
+json_t *
+reconciler_endpoints(const struct reconciler *r)
+{
+	return r->obs != NULL ? r->obs->endpoints : NULL;
+}
+
 const struct cluster_spec *
 reconciler_spec(const struct reconciler *r)
 {

@@ -101,6 +101,11 @@ const char	*reconciler_held(const struct reconciler *);
 const char	*reconciler_name(const struct reconciler *);
 const char	*reconciler_message(const struct reconciler *);
 enum phase	 reconciler_phase(const struct reconciler *);
+/* For metrics, without building the status: views, no copies. */
+bool		 reconciler_generation_lag(const struct reconciler *);
+size_t		 reconciler_spec_error_count(const struct reconciler *);
+/* The last observation's endpoints (borrowed), or NULL. */
+json_t		*reconciler_endpoints(const struct reconciler *);
 bool		 reconciler_in_sync(const struct reconciler *);
 const struct cluster_spec *reconciler_spec(const struct reconciler *);
 uint64_t	 reconciler_generation(const struct reconciler *);

@@ -132,31 +132,24 @@ cluster_metrics(struct daemon *d, struct strbuf *sb, size_t *by_phase)
 	strbuf_init(&backup);
 	strbuf_init(&serr);
 	while (htab_next(d->reconcilers, &pos, &name, &v)) {
-		json_t		*st = reconciler_status_json(v), *ep, *nodes, *n;
-		const char	*ph = json_string_value(json_object_get(st,
-		    "phase"));
-		const char	*gen = json_string_value(json_object_get(st,
-		    "generation"));
-		const char	*og = json_string_value(json_object_get(st,
-		    "observed_generation"));
+		json_t		*ep = reconciler_endpoints(v), *nodes, *n;
+		enum phase	 ph = reconciler_phase(v);
 		long long	 primary_off = -1;
+		const char	*lb;
+		int64_t		 t;
 
-		by_phase[reconciler_phase(v)]++;
+		by_phase[ph]++;
 		for (k = 0; k < PHASE__COUNT; k++) {
 			strbuf_puts(&phase, "cachekeeper_cluster_phase{"
 			    "cluster=\"");
 			label(&phase, name);
 			strbuf_printf(&phase, "\",phase=\"%s\"} %d\n",
-			    phase_name((enum phase)k), ph != NULL &&
-			    strcmp(ph, phase_name((enum phase)k)) == 0);
+			    phase_name((enum phase)k), ph == (enum phase)k);
 		}
 		one_label(&lag, "cachekeeper_cluster_generation_lag",
-		    "cluster", name, og == NULL || gen == NULL ||
-		    strcmp(og, gen) != 0);
+		    "cluster", name, reconciler_generation_lag(v));
 		one_label(&serr, "cachekeeper_cluster_spec_errors", "cluster",
-		    name, (double)json_array_size(json_object_get(st,
-		    "spec_errors")));
-		ep = json_object_get(st, "endpoints");
+		    name, (double)reconciler_spec_error_count(v));
 		if (json_is_integer(json_object_get(ep, "failovers")))
 			one_label(&fo, "cachekeeper_failovers_total",
 			    "cluster", name, (double)json_integer_value(
@@ -186,16 +179,12 @@ cluster_metrics(struct daemon *d, struct strbuf *sb, size_t *by_phase)
 				    (double)(primary_off > off ? primary_off -
 				    off : 0));
 		}
-		{
-			const char *lb = json_string_value(json_object_get(
-			    json_object_get(st, "backups"), "last_success"));
-			int64_t t = ecapi_parse_iso8601(lb);
-			if (t > 0)
-				one_label(&backup,
-				    "cachekeeper_last_backup_timestamp_seconds",
-				    "cluster", name, (double)t);
-		}
-		json_decref(st);
+		lb = json_string_value(json_object_get(json_object_get(ep,
+		    "backups"), "last_success"));
+		if ((t = ecapi_parse_iso8601(lb)) > 0)
+			one_label(&backup,
+			    "cachekeeper_last_backup_timestamp_seconds",
+			    "cluster", name, (double)t);
 	}
 	head(sb, "cachekeeper_cluster_phase", "gauge", "1 for the phase each "
 	    "cluster is in, 0 for the others.");
