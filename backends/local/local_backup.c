@@ -99,6 +99,11 @@ struct lbk {
 	int64_t		 postponed_since;	/* wall s */
 	int64_t		 postponed_window;	/* its window */
 	uint64_t	 scan_ms;
+	int64_t		 oldest_auto;	/* created_at of the oldest automatic */
+	/* The backup directory as the last full scan saw it. */
+	bool		 scanned;
+	ino_t		 dir_ino;
+	struct timespec	 dir_mtim;
 	/* S3: one upload child at a time, one deletion child. */
 	pid_t		 up_pid;
 	int		 up_fd;
@@ -176,17 +181,45 @@ bk_root(struct lcluster *lc)
 	return lc->ctx->conf->state_dir;
 }
 
-/* Re-read what is on disk: count, newest success, newest automatic. */
+/*
+ * Re-read what is on disk: count, newest success, newest and oldest
+ * automatic, snapshots not yet in S3. Unless forced (after the daemon's own
+ * jobs, which also change files inside the snapshots), only when the
+ * cluster's backup directory changed: a snapshot completed, deleted or
+ * removed by hand changes its mtime, and a stat is cheaper than reading
+ * every manifest at each look. An mtime within a second of now may hide a
+ * later change in the same clock tick (file times are coarse), so it is
+ * not trusted and the next look scans again.
+ */
 static void
-bk_scan(struct lcluster *lc)
+bk_scan(struct lcluster *lc, bool force)
 {
 	struct lbk	*bk = lc->bk;
-	json_t		*l = backup_list(bk_root(lc), lc->name), *e;
+	json_t		*l, *e;
 	size_t		 i;
 	int64_t		 t;
+	struct stat	 st;
+	struct timespec	 now;
+	char		*dir;
 
+	xasprintf(&dir, "%s/backups/%s", bk_root(lc), lc->name);
+	if (stat(dir, &st) != 0)
+		memset(&st, 0, sizeof st);
+	free(dir);
+	clock_gettime(CLOCK_REALTIME, &now);	/* file times: no test offset */
+	bk->scan_ms = clock_mono_ms();
+	if (!force && bk->scanned && st.st_ino == bk->dir_ino &&
+	    st.st_mtim.tv_sec == bk->dir_mtim.tv_sec &&
+	    st.st_mtim.tv_nsec == bk->dir_mtim.tv_nsec &&
+	    st.st_mtim.tv_sec + 1 < now.tv_sec)
+		return;
+	bk->scanned = true;
+	bk->dir_ino = st.st_ino;
+	bk->dir_mtim = st.st_mtim;
+	l = backup_list(bk_root(lc), lc->name);
 	bk->count = (int)json_array_size(l);
 	bk->last_auto = 0;
+	bk->oldest_auto = 0;
 	bk->up_pending = 0;
 	json_array_foreach(l, i, e) {
 		char *mk;
@@ -202,11 +235,14 @@ bk_scan(struct lcluster *lc)
 		if (t > bk->last_success)
 			bk->last_success = t;
 		if (strcmp(json_string_value(json_object_get(e, "type")),
-		    "automatic") == 0 && t > bk->last_auto)
+		    "automatic") != 0)
+			continue;
+		if (t > bk->last_auto)
 			bk->last_auto = t;
+		if (bk->oldest_auto == 0 || t < bk->oldest_auto)
+			bk->oldest_auto = t;
 	}
 	json_decref(l);
-	bk->scan_ms = clock_mono_ms();
 }
 
 /* Remove what a crash left half written. */
@@ -229,7 +265,7 @@ lbk_init(struct lcluster *lc)
 	lc->bk->up_fd = -1;
 	lc->bk->ev = evtimer_new(lc->ctx->base, bk_poll, lc);
 	bk_clean_tmp(lc);
-	bk_scan(lc);
+	bk_scan(lc, true);
 }
 
 static void
@@ -364,7 +400,7 @@ lbk_status(struct lcluster *lc)
 		return json_null();
 	/* What is on disk now: snapshots deleted by hand count too. */
 	if (bk->job == NULL)
-		bk_scan(lc);
+		bk_scan(lc, false);
 	due = bk_next_due(lc, clock_wall_s());
 	if (bk->last_success)
 		format_rfc3339(bk->last_success, a, sizeof a);
@@ -945,7 +981,7 @@ bk_s3_tick(struct lcluster *lc)
 		}
 		free(bk->up_snap);
 		bk->up_snap = NULL;
-		bk_scan(lc);
+		bk_scan(lc, true);
 		lcluster_changed(lc);
 		return;
 	}
@@ -1018,6 +1054,8 @@ bk_retain(struct lcluster *lc)
 	if (!bk->have_spec || bk->retention_days <= 0)
 		return;
 	cut = clock_wall_s() - (int64_t)bk->retention_days * 86400;
+	if (bk->oldest_auto == 0 || bk->oldest_auto >= cut)
+		return;		/* none old enough, as of the last scan */
 	l = backup_list(bk_root(lc), lc->name);
 	json_array_foreach(l, i, e) {
 		const char *name = json_string_value(json_object_get(e,
@@ -1044,7 +1082,7 @@ bk_retain(struct lcluster *lc)
 			    "days)", name, bk->retention_days);
 	}
 	json_decref(l);
-	bk_scan(lc);
+	bk_scan(lc, true);
 }
 
 static void
@@ -1082,7 +1120,7 @@ job_done(struct lcluster *lc, int error, const char *why)
 			free(mk);
 			bk->up_retry_at = 0;
 		}
-		bk_scan(lc);
+		bk_scan(lc, true);
 		bk_retain(lc);
 	} else {
 		xasprintf(&msg, "snapshot %s failed: %s", j->name, why);
@@ -1235,7 +1273,7 @@ lbk_tick(struct lcluster *lc)
 	if (bk == NULL || !bk->have_spec || bk->job != NULL)
 		return;
 	if (clock_mono_ms() - bk->scan_ms >= BK_SCAN_MS) {
-		bk_scan(lc);
+		bk_scan(lc, false);
 		bk_retain(lc);
 	}
 	if ((due = bk_next_due(lc, now)) == 0 || due > now) {

@@ -245,6 +245,13 @@ class BackupTest(DaemonTest):
         self.assertIn("no snapshot named", p.stderr.decode())
         wait_for(lambda: self.backups(d)["snapshots"] == 0, 10,
                  what="status counts the deletion")
+        # One removed by hand, behind the daemon's back, is noticed too.
+        self.cli(d, "snapshot", "web", "--name", "byhand")
+        wait_for(lambda: self.backups(d)["snapshots"] == 1, 10,
+                 what="status counts the new one")
+        shutil.rmtree(os.path.join(d.state, "backups", "web", "byhand"))
+        wait_for(lambda: self.backups(d)["snapshots"] == 0, 10,
+                 what="status counts the removal by hand")
         # Controlled failover: another node is primary, nothing lost.
         old = [n["id"] for n in st["endpoints"]["nodes"]
                if n["role"] == "primary"][0]
@@ -397,6 +404,60 @@ class BackupTest(DaemonTest):
         time.sleep(2)
         self.assertEqual(self.snap_dirs(d, "cat"), [snap])
         self.assertEqual(d.log().count("(automatic) started"), 1)
+
+    def test_restore_into_clusters_with_a_token(self):
+        # Clusters with auth_token_file have ACL users: the application
+        # user may not RESTORE (@dangerous), so loading a snapshot's keys
+        # must go through the daemon's own user. Both restore paths, into
+        # clusters with a token, from a snapshot of one without.
+        now = datetime.datetime.now(datetime.timezone.utc)
+        sw, mw = windows(now + datetime.timedelta(hours=12))
+        token = "tok-" + "r3st0re" * 4
+        tf = os.path.join(self.tmp, "app.token")
+        with open(tf, "w") as f:
+            f.write(token + "\n")
+        os.chmod(tf, 0o600)
+        d = self.start()
+        d.write("web.yaml", self.group(size=1, window=sw))
+        self.wait_available(d)
+        with Client(port=self.port) as c:
+            for i in range(200):
+                c.call("SET", "k%d" % i, "v%d" % i, "EX", "5000")
+        self.cli(d, "snapshot", "web", "--name", "src1")
+
+        def check(c, cluster):
+            for i in range(200):
+                k = "k%d" % i
+                kw = {"key": k} if cluster else {}
+                self.assertEqual(c.call("GET", k, **kw), "v%d" % i)
+                self.assertTrue(4900 < int(c.call("TTL", k, **kw)) <= 5000)
+        # Another layout (keys loaded with RESTORE): cluster mode.
+        p3 = self.base + 106
+        d.write("cat.yaml", spec("cat", backend="local", extra=(
+            "port: %d\nauth_token_file: %s\ncluster_mode:\n"
+            "  enabled: true\n  num_node_groups: 2\n"
+            "  replicas_per_node_group: 0\nsnapshot_window: \"%s\"\n"
+            "maintenance_window: \"%s\"\nrestore_from: src1\n"
+            % (p3, tf, sw, mw))))
+        wait_for(lambda: d.status("cat") and d.status("cat")["phase"] ==
+                 "available", 60, interval=0.1, what="cat restored")
+        self.assertRegex(d.log(), r"cluster cat: restored from snapshot src1 "
+                         r"\(200 keys\)")
+        c = ClusterClient([("127.0.0.1", p3)], password=token)
+        try:
+            check(c, True)
+        finally:
+            c.close()
+        # Same layout (the primary starts from the RDB).
+        p2 = self.base + 103
+        d.write("web2.yaml", spec("web2", backend="local", extra=(
+            "cluster_size: 1\nport: %d\nauth_token_file: %s\n"
+            "snapshot_window: \"%s\"\nmaintenance_window: \"%s\"\n"
+            "restore_from: src1\n" % (p2, tf, sw, mw))))
+        self.wait_available(d, "web2", timeout=40)
+        with Client(port=p2, password=token) as c:
+            check(c, False)
+        self.assertNotIn(token, d.log())
 
     def test_restore_same_layout_other_layout_and_corrupt(self):
         now = datetime.datetime.now(datetime.timezone.utc)
