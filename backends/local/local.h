@@ -472,6 +472,7 @@ void		 lmig_repair(struct lcluster *, int slot, struct lnode *owner,
 		    struct lnode *importer, struct lnode *migrator);
 void		 lmig_free(struct lcluster *);
 json_t		*lmig_status(struct lcluster *);
+json_t		*lmig_progress(struct lcluster *);
 const char	*lmig_error(struct lcluster *);
 int		 lmig_load(struct lcluster *);
 

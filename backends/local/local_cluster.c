@@ -672,6 +672,8 @@ lcl_endpoints(struct lcluster *lc)
 	}
 	if ((mig = lmig_status(lc)) != NULL)
 		json_object_set_new(j, "resharding", mig);
+	if ((mig = lmig_progress(lc)) != NULL)
+		json_object_set_new(j, "progress", mig);
 	return j;
 }
 

@@ -397,6 +397,21 @@ lmig_status(struct lcluster *lc)
 	return j;
 }
 
+/*
+ * The reshard as the status's generic progress, which `cachekeeper status`
+ * and the daemon's STATUS= show: "resharding 1234/4096 slots".
+ */
+json_t *
+lmig_progress(struct lcluster *lc)
+{
+	struct lmig	*m = lc->cl != NULL ? lc->cl->mig : NULL;
+
+	if (m == NULL || m->total == 0)
+		return NULL;
+	return json_pack("{s:s, s:i, s:i, s:s}", "operation", "resharding",
+	    "done", m->ndone, "total", m->total, "unit", "slots");
+}
+
 const char *
 lmig_error(struct lcluster *lc)
 {

@@ -8,6 +8,7 @@ Every node a test's daemon started is stopped by its pid when the test
 ends (cklib.kill_nodes)."""
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -328,6 +329,19 @@ class ClusterTest(DaemonTest):
             r = st["endpoints"].get("resharding", {})
             return os.path.exists(plan) and r.get("slots_done", 0) > 200
         wait_for(moving, 20, interval=0.01, what="resharding under way")
+        # The operator sees the progress: in the status, in `cachekeeper
+        # status` and in the daemon's STATUS= for systemctl.
+        pg = d.status("cat")["endpoints"]["progress"]
+        self.assertEqual((pg["operation"], pg["unit"]),
+                         ("resharding", "slots"))
+        self.assertTrue(0 < pg["done"] < pg["total"] <= 16384, pg)
+        p = subprocess.run([cklib.CLI, "--socket", os.path.join(
+            d.tmp, "control.sock"), "status", "cat"], capture_output=True,
+            text=True, timeout=10)
+        self.assertRegex(p.stdout, r"resharding \d+/%d slots" % pg["total"])
+        wait_for(lambda: [m for m in d.notify.seen("STATUS=")
+                          if re.search(r"resharding \d+/\d+ slots", m)],
+                 10, what="STATUS= with the reshard's progress")
         d.stop(signal.SIGKILL)
         d.start()
         d.wait_log("resuming resharding")
