@@ -106,11 +106,10 @@ progress(json_t *st)
 	char		*s = NULL;
 
 	if (op != NULL)
-		xasprintf(&s, "%s %" JSON_INTEGER_FORMAT "/%" JSON_INTEGER_FORMAT
-		    "%s%s", op, json_integer_value(json_object_get(p, "done")),
-		    json_integer_value(json_object_get(p, "total")),
-		    json_object_get(p, "unit") ? " " : "",
-		    json_object_get(p, "unit") ? str(p, "unit") : "");
+		s = progress_text(op, (long long)json_integer_value(
+		    json_object_get(p, "done")), (long long)json_integer_value(
+		    json_object_get(p, "total")), json_string_value(
+		    json_object_get(p, "unit")));
 	else if (json_string_value(json_object_get(st, "operation")) != NULL)
 		xasprintf(&s, "%s", str(st, "operation"));
 	return s;

@@ -221,6 +221,21 @@ format_rfc3339(int64_t t, char *buf, size_t len)
 	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
+char *
+progress_text(const char *op, long long done, long long total,
+    const char *unit)
+{
+	char	*s;
+
+	if (unit != NULL && strcmp(unit, "bytes") == 0 && total >= 1048576)
+		xasprintf(&s, "%s %.1f/%.1f MiB", op, (double)done / 1048576,
+		    (double)total / 1048576);
+	else
+		xasprintf(&s, "%s %lld/%lld%s%s", op, done, total,
+		    unit != NULL ? " " : "", unit != NULL ? unit : "");
+	return s;
+}
+
 int
 file_write_atomic(const char *path, const void *data, size_t len,
     unsigned int mode, int durable)

@@ -42,6 +42,12 @@ uint64_t	 clock_mono_ms(void);	/* CLOCK_MONOTONIC, milliseconds */
 uint64_t	 clock_mono_us(void);
 int64_t		 clock_wall_s(void);	/* UTC seconds since the epoch */
 void		 format_rfc3339(int64_t, char *, size_t);
+/*
+ * A long operation's progress as people read it: "resharding 1234/4096
+ * slots", "snapshot web-auto-1: copy 12.5/48.0 MiB" (unit "bytes").
+ */
+char		*progress_text(const char *op, long long done, long long total,
+		    const char *unit);
 
 /*
  * Write data to path atomically: temp file in the same directory, rename.

@@ -336,6 +336,8 @@ daemon_update_summary(struct daemon *d)
 	while (htab_next(d->reconcilers, &pos, &name, &v)) {
 		struct reconciler *r = v;
 		enum phase p = reconciler_phase(r);
+		const struct observed *o = reconciler_observed(r);
+
 		total++;
 		if (reconciler_held(r) != NULL)
 			nheld++;
@@ -343,9 +345,14 @@ daemon_update_summary(struct daemon *d)
 			insync++;
 		else
 			counts[p]++;
-		/* The long operation to show: the first busy cluster. */
+		/*
+		 * The long operation to show: the first busy cluster, or one
+		 * whose backend reports progress (a snapshot of a cluster that
+		 * stays available).
+		 */
 		if (p == PHASE_CREATING || p == PHASE_MODIFYING ||
-		    p == PHASE_DELETING) {
+		    p == PHASE_DELETING || (o != NULL && json_object_get(
+		    o->endpoints, "progress") != NULL)) {
 			nbusy++;
 			if (busy == NULL || strcmp(name, busy) < 0) {
 				busy = name;
@@ -387,15 +394,17 @@ daemon_update_summary(struct daemon *d)
 
 		strbuf_printf(&sb, "; %s: %s", busy, m ? m : phase_name(
 		    reconciler_phase(busy_r)));
-		if (json_string_value(json_object_get(pg, "operation")))
-			strbuf_printf(&sb, " (%s %" JSON_INTEGER_FORMAT "/%"
-			    JSON_INTEGER_FORMAT "%s%s)", json_string_value(
-			    json_object_get(pg, "operation")),
+		if (json_string_value(json_object_get(pg, "operation"))) {
+			char *t = progress_text(json_string_value(
+			    json_object_get(pg, "operation")), (long long)
 			    json_integer_value(json_object_get(pg, "done")),
-			    json_integer_value(json_object_get(pg, "total")),
-			    json_object_get(pg, "unit") ? " " : "",
-			    json_object_get(pg, "unit") ? json_string_value(
-			    json_object_get(pg, "unit")) : "");
+			    (long long)json_integer_value(json_object_get(pg,
+			    "total")), json_string_value(json_object_get(pg,
+			    "unit")));
+
+			strbuf_printf(&sb, " (%s)", t);
+			free(t);
+		}
 		if (nbusy > 1)
 			strbuf_printf(&sb, " (+%zu more)", nbusy - 1);
 	}

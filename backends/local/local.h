@@ -275,6 +275,7 @@ void		 lbk_spec(struct lcluster *, const struct cluster_spec *);
 void		 lbk_tick(struct lcluster *);
 /* {last_success, next_due, last_error, snapshots} for the status. */
 json_t		*lbk_status(struct lcluster *);
+json_t		*lbk_progress(struct lcluster *);
 /* A manual snapshot (name NULL: NAME-manual-YYYYMMDDHHMMSS); cb is
  * called from the loop once it is complete or has failed. */
 void		 lbk_manual(struct lcluster *, const char *name,

@@ -15,8 +15,10 @@
 #include "config.h"
 
 #include <sys/stat.h>
+#include <sys/types.h>
 #include <sys/wait.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -39,6 +41,7 @@
 
 #define BK_SAVE_DEADLINE_MS	600000	/* BGSAVE and copy, per snapshot */
 #define BK_POLL_MS		100
+#define BK_PROGRESS_MS		1000	/* a job's progress to the status */
 #define BK_INFO_TIMEOUT_MS	5000
 #define BK_RETRY_S		60	/* after a failed automatic one */
 #define BK_SCAN_MS		5000	/* re-read the snapshot directory */
@@ -67,6 +70,8 @@ struct bk_job {
 	uint64_t	 deadline_ms;
 	uint64_t	 started_ms;
 	uint64_t	 copy_ms;	/* when the copy started */
+	long long	 copy_total;	/* bytes of the shards' RDB files */
+	uint64_t	 told_ms;	/* last progress reported */
 	pid_t		 pid;
 	int		 fd;		/* the child's report */
 	struct event	*rev;		/* on fd: its EOF is the child's end */
@@ -739,11 +744,17 @@ copy_child(struct bk_job *j, int fd)
 static void
 copy_start(struct lcluster *lc, struct bk_job *j)
 {
-	int	 fds[2], r;
-	char	*m;
-	pid_t	 parent;
+	int		 fds[2], r;
+	char		*m;
+	pid_t		 parent;
+	size_t		 i;
+	struct stat	 st;
 
 	j->copy_ms = clock_mono_ms();
+	j->copy_total = 0;
+	for (i = 0; i < j->nparts; i++)
+		if (stat(j->parts[i].src, &st) == 0)
+			j->copy_total += (long long)st.st_size;
 	manifest_base(lc, j);
 	xasprintf(&j->final, "%s/backups/%s/%s", bk_root(lc), lc->name,
 	    j->name);
@@ -830,6 +841,66 @@ copy_reaped(struct lcluster *lc, struct bk_job *j, int status)
 	job_done(lc, -EIO, why);
 }
 
+/*
+ * A snapshot's progress, for the status (and so `cachekeeper status` and
+ * STATUS=): shards saved while the nodes BGSAVE, then bytes copied, read
+ * off the files growing in its temporary directory.
+ */
+json_t *
+lbk_progress(struct lcluster *lc)
+{
+	struct bk_job	*j = lc->bk != NULL ? lc->bk->job : NULL;
+	long long	 done = 0;
+	size_t		 i;
+	char		*op, *path;
+	DIR		*dir;
+	struct dirent	*de;
+	struct stat	 st;
+	json_t		*p;
+
+	if (j == NULL)
+		return NULL;
+	if (j->pid <= 0) {
+		for (i = 0; i < j->nparts; i++)
+			done += j->parts[i].state == PART_DONE;
+		xasprintf(&op, "snapshot %s: BGSAVE", j->name);
+		p = json_pack("{s:s, s:I, s:I, s:s}", "operation", op, "done",
+		    (json_int_t)done, "total", (json_int_t)j->nparts, "unit",
+		    "shards");
+		free(op);
+		return p;
+	}
+	if ((dir = opendir(j->tmp)) != NULL) {
+		while ((de = readdir(dir)) != NULL) {
+			if (de->d_name[0] == '.')
+				continue;
+			xasprintf(&path, "%s/%s", j->tmp, de->d_name);
+			if (stat(path, &st) == 0 && S_ISREG(st.st_mode))
+				done += (long long)st.st_size;
+			free(path);
+		}
+		closedir(dir);
+	}
+	if (done > j->copy_total)	/* encryption adds its tags */
+		done = j->copy_total;
+	xasprintf(&op, "snapshot %s: copy", j->name);
+	p = json_pack("{s:s, s:I, s:I, s:s}", "operation", op, "done",
+	    (json_int_t)done, "total", (json_int_t)j->copy_total, "unit",
+	    "bytes");
+	free(op);
+	return p;
+}
+
+/* Have the status looked at again, at most every BK_PROGRESS_MS. */
+static void
+bk_progress_tell(struct lcluster *lc, struct bk_job *j, uint64_t now)
+{
+	if (now - j->told_ms < BK_PROGRESS_MS)
+		return;
+	j->told_ms = now;
+	lcluster_changed(lc);
+}
+
 static void
 bk_poll(evutil_socket_t fd, short ev, void *arg)
 {
@@ -841,8 +912,14 @@ bk_poll(evutil_socket_t fd, short ev, void *arg)
 
 	if (j == NULL)
 		return;
-	if (j->pid > 0)
-		return;		/* copy_readable sees it end */
+	bk_progress_tell(lc, j, now);
+	if (j->pid > 0) {
+		/* copy_readable sees it end; this only tells the progress. */
+		tv.tv_sec = BK_PROGRESS_MS / 1000;
+		tv.tv_usec = 0;
+		evtimer_add(lc->bk->ev, &tv);
+		return;
+	}
 	if (now > j->deadline_ms) {
 		job_done(lc, -ETIMEDOUT, "BGSAVE did not finish in time");
 		return;

@@ -10,6 +10,7 @@ import datetime
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -198,6 +199,79 @@ class BackupTest(DaemonTest):
                       d.log())
         self.assertNotIn("retention: deleted automatic snapshot %s" %
                          auto2, d.log())
+
+    def test_progress_of_an_automatic_snapshot(self):
+        # What an operator watching a big snapshot sees: its BGSAVE, then
+        # the bytes copied, in the status, `cachekeeper status` and
+        # STATUS=. The window opens in 2 minutes: keys are loaded first,
+        # then the daemon's clock is moved into it (test hook). Redis's own
+        # rdb-key-save-delay (microseconds per key) makes the BGSAVE last,
+        # and the copy child is stopped (SIGSTOP) while the bytes are read.
+        now = datetime.datetime.now(datetime.timezone.utc)
+        sw, mw = windows(now + datetime.timedelta(minutes=12))
+        d = self.start()
+        d.write("web.yaml", spec("web", backend="local", extra=(
+            "cluster_size: 1\nport: %d\nsnapshot_window: \"%s\"\n"
+            "maintenance_window: \"%s\"\nsnapshot_retention_limit: 2\n"
+            "parameters:\n  rdb-key-save-delay: \"2000\"\n"
+            % (self.port, sw, mw))))
+        self.wait_available(d)
+        val = os.urandom(64 * 1024).hex()       # 128 KiB, incompressible
+        with Client(port=self.port, timeout=30) as c:
+            for i in range(1600):
+                c.call("SET", "k%d" % i, val)
+        self.assertEqual(self.backups(d)["snapshots"], 0)
+        d.stop()
+        d = self.start(offset=150, d=d)
+
+        def progress(what):
+            pg = (self.backups(d) is not None and d.status("web")[
+                "endpoints"].get("progress")) or {}
+            return re.fullmatch(r"snapshot web-auto-\d+: " + what,
+                                pg.get("operation", "")) and pg
+        pg = wait_for(lambda: progress("BGSAVE"), 20, interval=0.05,
+                      what="the BGSAVE in the status")
+        self.assertEqual((pg["done"], pg["total"], pg["unit"]),
+                         (0, 1, "shards"))
+        out = self.cli(d, "status", "web").stdout.decode()
+        self.assertRegex(out, r"snapshot web-auto-\d+: BGSAVE 0/1 shards")
+        wait_for(lambda: [m for m in d.notify.seen("STATUS=")
+                          if "BGSAVE 0/1 shards" in m], 10,
+                 what="STATUS= with the snapshot's progress")
+        # The copy: a child of the daemon, not a redis-server.
+        me = d.pid()
+
+        def copy_child():
+            try:
+                with open("/proc/%d/task/%d/children" % (me, me)) as f:
+                    kids = [int(x) for x in f.read().split()]
+            except OSError:
+                return None
+            for k in kids:
+                try:
+                    with open("/proc/%d/comm" % k) as f:
+                        if f.read().strip() == "cachekeeperd":
+                            return k
+                except OSError:
+                    pass
+            return None
+        kid = wait_for(copy_child, 60, interval=0.001, what="the copy")
+        os.kill(kid, signal.SIGSTOP)
+        try:
+            pg = wait_for(lambda: progress("copy"), 10, interval=0.05,
+                          what="the copy in the status")
+            self.assertEqual(pg["unit"], "bytes")
+            self.assertGreater(pg["total"], 100 << 20)
+            self.assertLess(pg["done"], pg["total"])
+            out = self.cli(d, "status", "web").stdout.decode()
+            self.assertRegex(out, r"snapshot web-auto-\d+: copy "
+                             r"\d+\.\d/\d+\.\d MiB")
+        finally:
+            os.kill(kid, signal.SIGCONT)
+        b = self.wait_snapshots(d, 1, timeout=60)
+        self.assertIsNone(b["last_error"])
+        wait_for(lambda: "progress" not in d.status("web")["endpoints"], 10,
+                 what="no progress once done")
 
     def test_retention_zero_takes_none(self):
         d = self.start()
