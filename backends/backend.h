@@ -85,6 +85,13 @@ struct backend_env {
 	 * now rather than at the next resync.
 	 */
 	void			(*changed)(void *arg, const char *cluster);
+	/*
+	 * A long operation's progress ({"operation", "done", "total",
+	 * "unit"}; NULL: it ended), for the status now, even while the
+	 * cluster is not observed (an operator's snapshot). Borrowed.
+	 */
+	void			(*progress)(void *arg, const char *cluster,
+				    json_t *progress);
 	void			*changed_arg;
 };
 

@@ -75,6 +75,7 @@ struct reconciler {
 	struct backend_op	 op_next;
 	char			*op_next_name;
 	char			*op_next_shard;
+	json_t			*progress;	/* from the backend, or NULL */
 	/* A status file that could not be written: retried on a timer. */
 	struct event		*status_ev;
 	int			 status_errno;	/* of the last failure, or 0 */
@@ -219,6 +220,7 @@ reconciler_free(struct reconciler *r)
 	free(r->op_next_name);
 	free(r->op_next_shard);
 	json_decref(r->last_op);
+	json_decref(r->progress);
 	log_cluster_forget(r->name);
 	free(r->held);
 	free(r->name);
@@ -261,6 +263,24 @@ json_t *
 reconciler_endpoints(const struct reconciler *r)
 {
 	return r->obs != NULL ? r->obs->endpoints : NULL;
+}
+
+void
+reconciler_set_progress(struct reconciler *r, json_t *progress)
+{
+	json_decref(r->progress);
+	r->progress = json_incref(progress);
+	reconciler_write_status(r);
+	if (r->env->on_change != NULL)
+		r->env->on_change(r->env->arg);
+}
+
+json_t *
+reconciler_progress(const struct reconciler *r)
+{
+	if (r->progress != NULL)
+		return r->progress;
+	return json_object_get(reconciler_endpoints(r), "progress");
 }
 
 const struct cluster_spec *
@@ -939,6 +959,8 @@ reconciler_status_json(const struct reconciler *r)
 		json_object_set(j, "last_operation", r->last_op);
 	if (r->inflight == INFLIGHT_OPERATE && r->op_what != NULL)
 		json_object_set_new(j, "operation", json_string(r->op_what));
+	if (reconciler_progress(r) != NULL)
+		json_object_set(j, "progress", reconciler_progress(r));
 	json_object_set_new(j, "updated_at", json_string(ts));
 	return j;
 }

@@ -106,6 +106,13 @@ bool		 reconciler_generation_lag(const struct reconciler *);
 size_t		 reconciler_spec_error_count(const struct reconciler *);
 /* The last observation's endpoints (borrowed), or NULL. */
 json_t		*reconciler_endpoints(const struct reconciler *);
+/*
+ * A long operation's progress as the backend last told it (NULL: none),
+ * written to the status at once; reconciler_progress() is that, else the
+ * last observation's (a reshard's). Borrowed.
+ */
+void		 reconciler_set_progress(struct reconciler *, json_t *);
+json_t		*reconciler_progress(const struct reconciler *);
 bool		 reconciler_in_sync(const struct reconciler *);
 const struct cluster_spec *reconciler_spec(const struct reconciler *);
 uint64_t	 reconciler_generation(const struct reconciler *);

@@ -221,6 +221,16 @@ on_backend_changed(void *arg, const char *cluster)
 		reconciler_kick(r, 0);
 }
 
+static void
+on_backend_progress(void *arg, const char *cluster, json_t *progress)
+{
+	struct daemon		*d = arg;
+	struct reconciler	*r;
+
+	if ((r = htab_get(d->reconcilers, cluster)) != NULL)
+		reconciler_set_progress(r, progress);
+}
+
 /* Only one daemon may own a state directory. */
 static int
 lock_state_dir(struct daemon *d)
@@ -283,6 +293,7 @@ daemon_start(struct daemon *d)
 	d->env.benv.base = d->base;
 	d->env.benv.conf = d->conf;
 	d->env.benv.changed = on_backend_changed;
+	d->env.benv.progress = on_backend_progress;
 	d->env.benv.changed_arg = d;
 	xasprintf(&d->env.status_dir, "%s/status", d->conf->state_dir);
 	if ((r = mkdir_p(d->env.status_dir, 0755)) != 0) {

@@ -336,7 +336,7 @@ daemon_update_summary(struct daemon *d)
 	while (htab_next(d->reconcilers, &pos, &name, &v)) {
 		struct reconciler *r = v;
 		enum phase p = reconciler_phase(r);
-		const struct observed *o = reconciler_observed(r);
+		json_t *pg = reconciler_progress(r);
 
 		total++;
 		if (reconciler_held(r) != NULL)
@@ -351,8 +351,7 @@ daemon_update_summary(struct daemon *d)
 		 * stays available).
 		 */
 		if (p == PHASE_CREATING || p == PHASE_MODIFYING ||
-		    p == PHASE_DELETING || (o != NULL && json_object_get(
-		    o->endpoints, "progress") != NULL)) {
+		    p == PHASE_DELETING || pg != NULL) {
 			nbusy++;
 			if (busy == NULL || strcmp(name, busy) < 0) {
 				busy = name;
@@ -387,9 +386,7 @@ daemon_update_summary(struct daemon *d)
 		    "(cachekeeper confirm-deletions)", nheld, nheld == 1 ? "" :
 		    "s");
 	if (busy_r != NULL) {
-		const struct observed *o = reconciler_observed(busy_r);
-		json_t *pg = o && o->endpoints ? json_object_get(o->endpoints,
-		    "progress") : NULL;
+		json_t *pg = reconciler_progress(busy_r);
 		const char *m = reconciler_message(busy_r);
 
 		strbuf_printf(&sb, "; %s: %s", busy, m ? m : phase_name(

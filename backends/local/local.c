@@ -358,16 +358,8 @@ observe_fire(evutil_socket_t fd, short ev, void *arg)
 		kvlist_add(&o->parameters, lc->parameters.keys[i],
 		    lc->parameters.values[i]);
 	o->endpoints = lmon_endpoints(lc);
-	if (json_is_object(o->endpoints)) {
-		json_t *pg;
-
+	if (json_is_object(o->endpoints))
 		json_object_set_new(o->endpoints, "backups", lbk_status(lc));
-		/* A reshard's progress first (lcl_endpoints), else a
-		 * snapshot's. */
-		if (json_object_get(o->endpoints, "progress") == NULL &&
-		    (pg = lbk_progress(lc)) != NULL)
-			json_object_set_new(o->endpoints, "progress", pg);
-	}
 	/* A restore is part of the creation; a failed one fails it. */
 	if (lc->restore_error != NULL) {
 		o->state = OBS_FAILED;

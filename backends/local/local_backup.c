@@ -891,14 +891,23 @@ lbk_progress(struct lcluster *lc)
 	return p;
 }
 
-/* Have the status looked at again, at most every BK_PROGRESS_MS. */
+/*
+ * Tell the status, at most every BK_PROGRESS_MS, straight away (an
+ * operator's snapshot holds the reconciler: it observes nothing until the
+ * snapshot is done).
+ */
 static void
 bk_progress_tell(struct lcluster *lc, struct bk_job *j, uint64_t now)
 {
-	if (now - j->told_ms < BK_PROGRESS_MS)
+	const struct backend_env *env = lc->ctx->env;
+	json_t		*pg;
+
+	if (now - j->told_ms < BK_PROGRESS_MS || env->progress == NULL)
 		return;
 	j->told_ms = now;
-	lcluster_changed(lc);
+	pg = lbk_progress(lc);
+	env->progress(env->changed_arg, lc->name, pg);
+	json_decref(pg);
 }
 
 static void
@@ -1173,6 +1182,9 @@ job_done(struct lcluster *lc, int error, const char *why)
 
 	bk->job = NULL;
 	evtimer_del(bk->ev);
+	if (j->told_ms != 0 && lc->ctx->env->progress != NULL)
+		lc->ctx->env->progress(lc->ctx->env->changed_arg, lc->name,
+		    NULL);
 	if (error == 0) {
 		uint64_t now = clock_mono_ms();
 

@@ -200,7 +200,7 @@ class BackupTest(DaemonTest):
         self.assertNotIn("retention: deleted automatic snapshot %s" %
                          auto2, d.log())
 
-    def test_progress_of_an_automatic_snapshot(self):
+    def test_progress_of_snapshots(self):
         # What an operator watching a big snapshot sees: its BGSAVE, then
         # the bytes copied, in the status, `cachekeeper status` and
         # STATUS=. The window opens in 2 minutes: keys are loaded first,
@@ -224,10 +224,9 @@ class BackupTest(DaemonTest):
         d.stop()
         d = self.start(offset=150, d=d)
 
-        def progress(what):
-            pg = (self.backups(d) is not None and d.status("web")[
-                "endpoints"].get("progress")) or {}
-            return re.fullmatch(r"snapshot web-auto-\d+: " + what,
+        def progress(what, snap=r"web-auto-\d+"):
+            pg = (d.status("web") or {}).get("progress") or {}
+            return re.fullmatch(r"snapshot %s: %s" % (snap, what),
                                 pg.get("operation", "")) and pg
         pg = wait_for(lambda: progress("BGSAVE"), 20, interval=0.05,
                       what="the BGSAVE in the status")
@@ -270,8 +269,23 @@ class BackupTest(DaemonTest):
             os.kill(kid, signal.SIGCONT)
         b = self.wait_snapshots(d, 1, timeout=60)
         self.assertIsNone(b["last_error"])
-        wait_for(lambda: "progress" not in d.status("web")["endpoints"], 10,
+        wait_for(lambda: "progress" not in d.status("web"), 10,
                  what="no progress once done")
+        # An operator's snapshot: the CLI waits for it, and meanwhile the
+        # status shows its progress too.
+        p = subprocess.Popen([CLI, "--socket", os.path.join(
+            d.tmp, "control.sock"), "snapshot", "web", "--name", "big"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            pg = wait_for(lambda: progress("BGSAVE", "big"), 20,
+                          interval=0.05, what="the manual one's progress")
+            self.assertEqual((pg["done"], pg["total"]), (0, 1))
+            self.assertEqual(d.status("web")["operation"], "snapshot big")
+        finally:
+            out, err = p.communicate(timeout=120 * cklib.SLOW)
+        self.assertEqual(p.returncode, 0, err)
+        self.assertIn("snapshot big complete", out.decode())
+        self.assertNotIn("progress", d.status("web"))
 
     def test_retention_zero_takes_none(self):
         d = self.start()

@@ -331,7 +331,7 @@ class ClusterTest(DaemonTest):
         wait_for(moving, 20, interval=0.01, what="resharding under way")
         # The operator sees the progress: in the status, in `cachekeeper
         # status` and in the daemon's STATUS= for systemctl.
-        pg = d.status("cat")["endpoints"]["progress"]
+        pg = d.status("cat")["progress"]
         self.assertEqual((pg["operation"], pg["unit"]),
                          ("resharding", "slots"))
         self.assertTrue(0 < pg["done"] < pg["total"] <= 16384, pg)
