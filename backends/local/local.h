@@ -91,6 +91,7 @@ struct lnode {
 	unsigned int	 restart_failures;
 	uint64_t	 restart_at_ms;	/* not before (monotonic) */
 	char		*restart_error;	/* the last cause, logged once */
+	bool		 restart_ran;	/* the last start ran redis-server */
 	/* Cluster mode only. */
 	char		*shard;		/* "s1", ...: its node group */
 	int		 bus_port;	/* cluster bus, from local.port_range */

@@ -115,12 +115,31 @@ lnode_start(struct lcluster *lc, struct lnode *n, char **cause)
 	return 0;
 }
 
+/* A restart that did not work: say why once per cause, keep it for status. */
+static void
+restart_failed(struct lcluster *lc, struct lnode *n, char *cause)
+{
+	if (n->restart_error != NULL && strcmp(n->restart_error, cause) == 0) {
+		log_cluster(LOG_LEVEL_DEBUG, lc->name, "node %s: start attempt "
+		    "%u failed: %s", n->id, n->restart_failures, cause);
+		free(cause);
+		return;
+	}
+	log_cluster(LOG_LEVEL_WARNING, lc->name, "cannot restart node %s: %s "
+	    "(retried every %u s at most; logged again only if the reason "
+	    "changes)", n->id, cause, LOCAL_RESTART_MAX_MS / 1000);
+	free(n->restart_error);
+	n->restart_error = cause;
+	lcluster_changed(lc);
+}
+
 /*
- * Start again a node the monitor found down. A start that fails (its
- * redis.conf cannot be written, the disk is full, redis-server is gone) is
- * retried after a delay that doubles from a tick to LOCAL_RESTART_MAX_MS,
- * and is logged at warning level once per cause, not at every tick; the
- * node's status carries the cause until a start works.
+ * Start again a node the monitor found down. Every start counts until the
+ * node answers (lnode_answered): one that fails (its redis.conf cannot be
+ * written, the disk is full) or that runs but dies before answering (a bad
+ * setting, the port taken) is tried again after a delay that doubles from
+ * a tick to LOCAL_RESTART_MAX_MS, and is logged at warning level once per
+ * cause, not at every tick; the node's status carries the cause.
  */
 static void
 node_restart(struct lcluster *lc, struct lnode *n, const char *why)
@@ -134,36 +153,38 @@ node_restart(struct lcluster *lc, struct lnode *n, const char *why)
 	if (n->restart_failures == 0)
 		log_cluster(LOG_LEVEL_NOTICE, lc->name, "%s: restarting it",
 		    why);
-	if (lnode_start(lc, n, &cause) == 0) {
-		if (n->restart_failures > 0)
-			log_cluster(LOG_LEVEL_INFO, lc->name, "node %s started "
-			    "again after %u failed attempts", n->id,
-			    n->restart_failures);
-		n->restart_failures = 0;
-		n->restart_at_ms = 0;
-		free(n->restart_error);
-		n->restart_error = NULL;
-		lcluster_changed(lc);
-		return;
+	else if (n->restart_ran) {
+		xasprintf(&cause, "it exits right after it starts (see "
+		    "%s/redis.log)", n->dir);
+		restart_failed(lc, n, cause);
 	}
+	n->restart_ran = false;
 	k = n->restart_failures < 16 ? n->restart_failures : 16;
 	n->restart_failures++;
 	delay = (uint64_t)tick_ms(lc) << k;
 	if (delay > LOCAL_RESTART_MAX_MS)
 		delay = LOCAL_RESTART_MAX_MS;
 	n->restart_at_ms = now + delay;
-	if (n->restart_error != NULL && strcmp(n->restart_error, cause) == 0) {
-		log_cluster(LOG_LEVEL_DEBUG, lc->name, "node %s: start attempt "
-		    "%u failed: %s", n->id, n->restart_failures, cause);
-		free(cause);
-		return;
-	}
-	log_cluster(LOG_LEVEL_WARNING, lc->name, "cannot restart node %s: %s "
-	    "(retried every %u s at most; logged again only if the reason "
-	    "changes)", n->id, cause, LOCAL_RESTART_MAX_MS / 1000);
+	if (lnode_start(lc, n, &cause) == 0)
+		n->restart_ran = true;
+	else
+		restart_failed(lc, n, cause);
+}
+
+/* The node answers: whatever kept it from starting is over. */
+static void
+lnode_answered(struct lcluster *lc, struct lnode *n)
+{
+	if (n->restart_failures > 1 || n->restart_error != NULL)
+		log_cluster(LOG_LEVEL_INFO, lc->name, "node %s runs again after "
+		    "%u start attempts", n->id, n->restart_failures);
+	if (n->restart_error != NULL)
+		lcluster_changed(lc);
 	free(n->restart_error);
-	n->restart_error = cause;
-	lcluster_changed(lc);
+	n->restart_error = NULL;
+	n->restart_failures = 0;
+	n->restart_at_ms = 0;
+	n->restart_ran = false;
 }
 
 static void
@@ -239,6 +260,8 @@ ping_done(struct rconn *rc, struct redisReply *reply, const char *err,
 		lcluster_changed(lc);
 	n->down_since_ms = 0;
 	n->last_ok_ms = clock_mono_ms();
+	if (n->restart_failures != 0)
+		lnode_answered(lc, n);
 }
 
 static long long

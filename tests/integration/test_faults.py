@@ -677,7 +677,7 @@ class FaultTest(DaemonTest):
                       " warning: " in l]
             self.assertEqual(len(warned), 1, self.msg(warned))
             os.unlink(dfill)
-            wait_for(lambda: "node %s started again after" % rep["id"] in
+            wait_for(lambda: "node %s runs again after" % rep["id"] in
                      d.log(), 15, interval=0.2,
                      what=self.msg("the replica started again"))
             wait_for(lambda: len([p for p in real_pids().values()

@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import shutil
+import socket
 import threading
 import time
 
@@ -215,6 +216,50 @@ class LocalTest(DaemonTest):
         self.assertEqual(st["endpoints"]["failovers"], 0)
         with self.endpoint() as c:
             self.assertEqual(c.call("GET", "durable"), "yes")
+
+    def test_node_that_exits_at_start_is_retried_quietly(self):
+        # A replica killed, and its port taken before the daemon restarts
+        # it: redis-server starts and exits at once ("Address already in
+        # use"). One warning naming its log, the cause in the status, starts
+        # retried with a backoff (not a notice and a start every tick), and
+        # it runs again once the port is free.
+        d = self.start()
+        d.write("web.yaml", self.group(size=2))
+        st = self.wait_available(d, nodes=2)
+        rep = self.node(st, "replica")[0]
+        port = int(rep["address"].rsplit(":", 1)[1])
+        os.kill(rep["pid"], signal.SIGKILL)
+        taker = None
+        deadline = time.monotonic() + 5
+        while taker is None and time.monotonic() < deadline:
+            try:
+                taker = socket.create_server(("127.0.0.1", port))
+            except OSError:
+                time.sleep(0.001)   # until the dead node's socket is gone
+        self.assertIsNotNone(taker, "could not take port %d" % port)
+        try:
+            st = wait_for(lambda: [n for n in d.status("web")["endpoints"][
+                "nodes"] if n["id"] == rep["id"] and "exits right after" in
+                (n.get("error") or "")] and d.status("web"), 15,
+                interval=0.1, what="the failed start in status")
+            self.assertIn("node %s cannot start: it exits right after it "
+                          "starts (see " % rep["id"], st["message"])
+            time.sleep(3)
+            log = d.log().splitlines()
+            warned = [l for l in log if "warning: " in l and
+                      "cannot restart node %s" % rep["id"] in l]
+            self.assertEqual(len(warned), 1, warned)
+            self.assertIn("redis.log", warned[0])
+            starts = [l for l in log if "started node %s " % rep["id"] in l]
+            # A tick is 250 ms: 12 starts in 3 s without the backoff.
+            self.assertLessEqual(len(starts), 6, starts)
+        finally:
+            taker.close()
+        wait_for(lambda: "node %s runs again after" % rep["id"] in d.log(),
+                 15, interval=0.1, what="the replica running again")
+        st = self.wait_available(d, nodes=2)
+        self.assertFalse([n for n in st["endpoints"]["nodes"]
+                          if n.get("error")])
 
     def test_daemon_restart_keeps_nodes(self):
         d = self.start()
