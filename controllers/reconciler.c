@@ -189,6 +189,8 @@ reconciler_detach(struct reconciler *r)
 	r->op_cb = NULL;
 	r->op_arg = NULL;
 	r->op_queued = false;
+	json_decref(r->progress);	/* the backend's job is gone */
+	r->progress = NULL;
 	/* Whoever waits for an operation hears that it will not end. */
 	if (cb != NULL)
 		cb(arg, -ECANCELED, "the cluster's backend was detached");

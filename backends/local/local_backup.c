@@ -42,6 +42,7 @@
 #define BK_SAVE_DEADLINE_MS	600000	/* BGSAVE and copy, per snapshot */
 #define BK_POLL_MS		100
 #define BK_PROGRESS_MS		1000	/* a job's progress to the status */
+#define BK_FULL_SCAN_MS		60000	/* read every manifest at least */
 #define BK_INFO_TIMEOUT_MS	5000
 #define BK_RETRY_S		60	/* after a failed automatic one */
 #define BK_SCAN_MS		5000	/* re-read the snapshot directory */
@@ -71,6 +72,7 @@ struct bk_job {
 	uint64_t	 started_ms;
 	uint64_t	 copy_ms;	/* when the copy started */
 	long long	 copy_total;	/* bytes of the shards' RDB files */
+	long long	 copy_done;	/* as last read off its files */
 	uint64_t	 told_ms;	/* last progress reported */
 	pid_t		 pid;
 	int		 fd;		/* the child's report */
@@ -106,9 +108,10 @@ struct lbk {
 	uint64_t	 scan_ms;
 	int64_t		 oldest_auto;	/* created_at of the oldest automatic */
 	/* The backup directory as the last full scan saw it. */
-	bool		 scanned;
+	bool		 trusted;	/* its mtime tells a later change */
 	ino_t		 dir_ino;
 	struct timespec	 dir_mtim;
+	uint64_t	 full_scan_ms;
 	/* S3: one upload child at a time, one deletion child. */
 	pid_t		 up_pid;
 	int		 up_fd;
@@ -192,9 +195,11 @@ bk_root(struct lcluster *lc)
  * jobs, which also change files inside the snapshots), only when the
  * cluster's backup directory changed: a snapshot completed, deleted or
  * removed by hand changes its mtime, and a stat is cheaper than reading
- * every manifest at each look. An mtime within a second of now may hide a
- * later change in the same clock tick (file times are coarse), so it is
- * not trusted and the next look scans again.
+ * every manifest at each look. An mtime within a second of the scan may
+ * hide a later change in the same clock tick (file times are coarse), so
+ * it is not trusted and the next look scans again. A snapshot copied in by
+ * hand completes (its manifest) without touching the directory: a full
+ * scan at least every BK_FULL_SCAN_MS sees it.
  */
 static void
 bk_scan(struct lcluster *lc, bool force)
@@ -213,14 +218,15 @@ bk_scan(struct lcluster *lc, bool force)
 	free(dir);
 	clock_gettime(CLOCK_REALTIME, &now);	/* file times: no test offset */
 	bk->scan_ms = clock_mono_ms();
-	if (!force && bk->scanned && st.st_ino == bk->dir_ino &&
+	if (!force && bk->trusted && st.st_ino == bk->dir_ino &&
 	    st.st_mtim.tv_sec == bk->dir_mtim.tv_sec &&
 	    st.st_mtim.tv_nsec == bk->dir_mtim.tv_nsec &&
-	    st.st_mtim.tv_sec + 1 < now.tv_sec)
+	    bk->scan_ms - bk->full_scan_ms < BK_FULL_SCAN_MS)
 		return;
-	bk->scanned = true;
+	bk->trusted = st.st_mtim.tv_sec + 1 < now.tv_sec;
 	bk->dir_ino = st.st_ino;
 	bk->dir_mtim = st.st_mtim;
+	bk->full_scan_ms = bk->scan_ms;
 	l = backup_list(bk_root(lc), lc->name);
 	bk->count = (int)json_array_size(l);
 	bk->last_auto = 0;
@@ -870,7 +876,10 @@ lbk_progress(struct lcluster *lc)
 		free(op);
 		return p;
 	}
-	if ((dir = opendir(j->tmp)) != NULL) {
+	/* Renamed into place at the end: then it keeps the last count. */
+	if ((dir = opendir(j->tmp)) == NULL)
+		done = j->copy_done;
+	else {
 		while ((de = readdir(dir)) != NULL) {
 			if (de->d_name[0] == '.')
 				continue;
@@ -883,6 +892,7 @@ lbk_progress(struct lcluster *lc)
 	}
 	if (done > j->copy_total)	/* encryption adds its tags */
 		done = j->copy_total;
+	j->copy_done = done;
 	xasprintf(&op, "snapshot %s: copy", j->name);
 	p = json_pack("{s:s, s:I, s:I, s:s}", "operation", op, "done",
 	    (json_int_t)done, "total", (json_int_t)j->copy_total, "unit",
