@@ -24,6 +24,7 @@
 #define EC_POLL_INTERVAL_MS	30000
 #define S3_PART_MIN		(5 * 1024 * 1024)	/* S3's own minimum */
 #define S3_PART_DEFAULT		(64 * 1024 * 1024)
+#define SNAPSHOT_TIMEOUT_MS	3600000	/* 1 h: BGSAVE and copy of a big node */
 #define GUARD_MAX_FRACTION	0.5
 #define GUARD_MAX_COUNT		10
 #define EC_MAX_CALLS_PER_S	20
@@ -34,7 +35,7 @@ static const char *const top_keys[] = {
 	"metrics_listen", "local",
 	"elasticache", "deletion_guard", "backup_key_file", "backups", NULL
 };
-static const char *const backups_keys[] = { "s3", NULL };
+static const char *const backups_keys[] = { "s3", "snapshot_timeout", NULL };
 static const char *const s3_keys[] = {
 	"bucket", "prefix", "region", "endpoint", "part_size", "retries", NULL
 };
@@ -127,6 +128,7 @@ dconf_new_defaults(void)
 	c->s3.region = xstrdup("us-east-1");
 	c->s3.part_size = S3_PART_DEFAULT;
 	c->s3.retries = 4;
+	c->snapshot_timeout_ms = SNAPSHOT_TIMEOUT_MS;
 	c->local.redis_server = xstrdup("/usr/bin/redis-server");
 	c->local.bind = xstrdup("127.0.0.1");
 	c->local.port_min = 17000;
@@ -327,7 +329,10 @@ s3_is_emulator(const char *url)
 	    strncmp(url, "http://[::1]:", 13) == 0);
 }
 
-/* backups: {s3: {bucket, prefix, region, endpoint, part_size, retries}} */
+/*
+ * backups: {snapshot_timeout, s3: {bucket, prefix, region, endpoint,
+ * part_size, retries}}
+ */
 static void
 parse_backups(struct yctx *c, const struct ynode *m, struct dconf *d)
 {
@@ -338,6 +343,9 @@ parse_backups(struct yctx *c, const struct ynode *m, struct dconf *d)
 
 	if (ycheck_map(c, m, "backups", backups_keys) != 0)
 		return;
+	if ((n = ymap_get(m, "snapshot_timeout")) != NULL)
+		yget_duration(c, n, "backups.snapshot_timeout", 1000,
+		    7 * 86400000ULL, &d->snapshot_timeout_ms);
 	if ((s = ymap_get(m, "s3")) == NULL || ynode_is_null(s))
 		return;
 	if (ycheck_map(c, s, "backups.s3", s3_keys) != 0)

@@ -87,6 +87,8 @@ struct dconf {
 	struct dconf_local	 local;
 	struct dconf_elasticache elasticache;
 	struct dconf_s3		 s3;
+	/* A local snapshot's BGSAVE and copy, together, at most. */
+	uint64_t		 snapshot_timeout_ms;
 	/* Mass-deletion guard: more specs than this gone at once are held. */
 	double			 guard_max_fraction;	/* of known clusters */
 	int			 guard_max_count;

@@ -39,7 +39,6 @@
 #include "rconn.h"
 #include "util.h"
 
-#define BK_SAVE_DEADLINE_MS	600000	/* BGSAVE and copy, per snapshot */
 #define BK_POLL_MS		100
 #define BK_PROGRESS_MS		1000	/* a job's progress to the status */
 #define BK_FULL_SCAN_MS		60000	/* read every manifest at least */
@@ -74,6 +73,7 @@ struct bk_job {
 	long long	 copy_total;	/* bytes of the shards' RDB files */
 	long long	 copy_done;	/* as last read off its files */
 	uint64_t	 told_ms;	/* last progress reported */
+	bool		 killed;	/* the copy, past the deadline */
 	pid_t		 pid;
 	int		 fd;		/* the child's report */
 	struct event	*rev;		/* on fd: its EOF is the child's end */
@@ -542,7 +542,7 @@ job_new(struct lcluster *lc, const char *name, const char *type,
 	j->type = type;
 	j->created_s = clock_wall_s();
 	j->started_ms = clock_mono_ms();
-	j->deadline_ms = j->started_ms + BK_SAVE_DEADLINE_MS;
+	j->deadline_ms = j->started_ms + lc->ctx->conf->snapshot_timeout_ms;
 	if (lc->cluster_mode) {
 		for (i = 0; i < lc->nshards; i++) {
 			struct lshard *sh = lc->shards[i];
@@ -933,14 +933,31 @@ bk_poll(evutil_socket_t fd, short ev, void *arg)
 		return;
 	bk_progress_tell(lc, j, now);
 	if (j->pid > 0) {
-		/* copy_readable sees it end; this only tells the progress. */
+		/* copy_readable sees it end; here only progress and deadline. */
+		if (now > j->deadline_ms && !j->killed) {
+			int n = snprintf(j->why, sizeof j->why, "the copy did "
+			    "not finish within backups.snapshot_timeout (%llu "
+			    "s): stopped", (unsigned long long)(lc->ctx->conf->
+			    snapshot_timeout_ms / 1000));
+
+			j->whylen = n > 0 && (size_t)n < sizeof j->why ?
+			    (size_t)n : 0;
+			j->killed = true;
+			kill(j->pid, SIGKILL);
+		}
 		tv.tv_sec = BK_PROGRESS_MS / 1000;
 		tv.tv_usec = 0;
 		evtimer_add(lc->bk->ev, &tv);
 		return;
 	}
 	if (now > j->deadline_ms) {
-		job_done(lc, -ETIMEDOUT, "BGSAVE did not finish in time");
+		char *m;
+
+		xasprintf(&m, "BGSAVE did not finish within "
+		    "backups.snapshot_timeout (%llu s)", (unsigned long long)(
+		    lc->ctx->conf->snapshot_timeout_ms / 1000));
+		job_done(lc, -ETIMEDOUT, m);
+		free(m);
 		return;
 	} else {
 		for (i = 0; i < j->nparts; i++) {

@@ -317,6 +317,82 @@ class BackupTest(DaemonTest):
         self.assertIn("snapshot big complete", out.decode())
         self.assertNotIn("progress", d.status("web"))
 
+    def test_snapshot_timeout(self):
+        # backups.snapshot_timeout bounds a snapshot's BGSAVE and copy
+        # together: past it, the snapshot fails saying which part was
+        # late, and leaves nothing that looks like a snapshot.
+        now = datetime.datetime.now(datetime.timezone.utc)
+        sw, mw = windows(now + datetime.timedelta(hours=12))
+
+        def web(extra=""):
+            return spec("web", backend="local", extra=(
+                "cluster_size: 1\nport: %d\nsnapshot_window: \"%s\"\n"
+                "maintenance_window: \"%s\"\n%s" % (self.port, sw, mw,
+                                                     extra)))
+        d = self.start(extra_conf="backups:\n  snapshot_timeout: 2s\n")
+        # A BGSAVE of 4 s (Redis's rdb-key-save-delay, in microseconds).
+        d.write("web.yaml", web("parameters:\n  rdb-key-save-delay: "
+                                "\"5000\"\n"))
+        self.wait_available(d)
+        val = os.urandom(128 * 1024).hex()
+        with Client(port=self.port, timeout=30) as c:
+            for i in range(800):
+                c.call("SET", "k%d" % i, val)
+        p = self.cli(d, "snapshot", "web", "--name", "slow", ok=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("BGSAVE did not finish within "
+                      "backups.snapshot_timeout (2 s)", p.stderr.decode())
+        self.assertEqual(self.snap_dirs(d), [])
+        self.assertIn("BGSAVE did not finish",
+                      self.backups(d)["last_error"])
+        # A copy held past the deadline (its child stopped) is stopped.
+        d.write("web.yaml", web("parameters:\n  rdb-key-save-delay: "
+                                "\"0\"\n"))
+        with Client(port=self.port) as c:
+            wait_for(lambda: c.call("CONFIG", "GET", "rdb-key-save-delay")[
+                1] == "0", 10, what="rdb-key-save-delay 0 on the node")
+        me = d.pid()
+
+        def copy_child():
+            try:
+                with open("/proc/%d/task/%d/children" % (me, me)) as f:
+                    kids = [int(x) for x in f.read().split()]
+            except OSError:
+                return None
+            for k in kids:
+                try:
+                    with open("/proc/%d/comm" % k) as f:
+                        if f.read().strip() == "cachekeeperd":
+                            return k
+                except OSError:
+                    pass
+            return None
+        for attempt in range(4):
+            cli = subprocess.Popen([CLI, "--socket", os.path.join(
+                d.tmp, "control.sock"), "snapshot", "web", "--name",
+                "held%d" % attempt], stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE)
+            kid = None
+            while kid is None and cli.poll() is None:
+                kid = copy_child()
+                if kid is not None:
+                    os.kill(kid, signal.SIGSTOP)
+                time.sleep(0.001)
+            out, err = cli.communicate(timeout=60 * cklib.SLOW)
+            if kid is not None:
+                break
+            # Done before it could be caught: only a fast copy; again.
+        self.assertIsNotNone(kid, "4 copies, each over before it was seen")
+        self.assertEqual(cli.returncode, 1, out)
+        self.assertIn("the copy did not finish within "
+                      "backups.snapshot_timeout (2 s): stopped", err.decode())
+        wait_for(lambda: not os.path.exists("/proc/%d" % kid) or
+                 open("/proc/%d/stat" % kid).read().split()[2] == "Z", 10,
+                 what="the copy child gone")
+        self.assertNotIn("held%d" % attempt, self.snap_dirs(d))
+        self.assertFalse([x for x in os.listdir(os.path.join(
+            d.state, "backups", "web")) if x.startswith(".tmp")])
+
     def test_retention_zero_takes_none(self):
         d = self.start()
         d.write("web.yaml", self.group(size=1, retention=0))

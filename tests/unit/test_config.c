@@ -552,6 +552,7 @@ check_defaults(const struct dconf *c, const char *dir)
 	assert_string_equal(c->clusters_dir, "/etc/cachekeeper/clusters.d");
 	assert_string_equal(c->state_dir, "/var/lib/cachekeeper");
 	assert_int_equal(c->resync_interval_ms, 60000);
+	assert_int_equal(c->snapshot_timeout_ms, 3600000);
 	assert_int_equal(c->log_level, LOG_LEVEL_INFO);
 	assert_string_equal(log_level_name(c->log_level), "info");
 	assert_string_equal(c->default_backend, "local");
@@ -585,6 +586,14 @@ check_resync_24h(const struct dconf *c, const char *dir)
 {
 	(void)dir;
 	assert_int_equal(c->resync_interval_ms, 86400000);
+}
+
+static void
+check_snapshot_timeout(const struct dconf *c, const char *dir)
+{
+	(void)dir;
+	assert_int_equal(c->snapshot_timeout_ms, 5400000);
+	assert_null(c->s3.bucket);
 }
 
 static void
@@ -789,6 +798,12 @@ static const struct dconf_case dconf_cases[] = {
 	{ "resync_24h", "resync_interval: 24h\n", { NULL }, check_resync_24h },
 	{ "resync_1m30s", "resync_interval: 1m30s\n", { NULL },
 	    check_resync_90s },
+	{ "snapshot_timeout_90m", "backups:\n  snapshot_timeout: 90m\n",
+	    { NULL }, check_snapshot_timeout },
+	{ "snapshot_timeout_too_short", "backups:\n  snapshot_timeout: 500ms\n",
+	    { "2:21: backups.snapshot_timeout must be a duration from 1s to "
+	    "168h (units ms, s, m, h, e.g. 1500ms or 1m30s), got '500ms'" },
+	    NULL },
 	{ "resync_too_short", "resync_interval: 999ms\n",
 	    { "1:18: " MSG_RESYNC "'999ms'" }, NULL },
 	{ "resync_too_long", "resync_interval: 25h\n",
