@@ -66,6 +66,27 @@ kvlist_get(const struct kvlist *kv, const char *k)
 	return NULL;
 }
 
+bool
+kvlist_remove(struct kvlist *kv, const char *k)
+{
+	size_t	 i, j;
+	bool	 found = false;
+
+	for (i = j = 0; i < kv->n; i++) {
+		if (strcmp(kv->keys[i], k) == 0) {
+			free(kv->keys[i]);
+			free(kv->values[i]);
+			found = true;
+			continue;
+		}
+		kv->keys[j] = kv->keys[i];
+		kv->values[j] = kv->values[i];
+		j++;
+	}
+	kv->n = j;
+	return found;
+}
+
 void
 strlist_free(struct strlist *l)
 {

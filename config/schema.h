@@ -27,6 +27,8 @@ struct kvlist {
 void	 kvlist_free(struct kvlist *);
 void	 kvlist_add(struct kvlist *, const char *, const char *);
 const char *kvlist_get(const struct kvlist *, const char *);
+/* Remove key k (every entry of it); true when there was one. */
+bool	 kvlist_remove(struct kvlist *, const char *k);
 
 struct strlist {
 	char	**v;

@@ -66,6 +66,8 @@ step_change(struct plan_step *s, const char *field, const char *from,
 	c->from = xstrdup(from ? from : "");
 	c->to = xstrdup(to ? to : "");
 	c->disruptive = disruptive;
+	c->reset = false;
+	c->owned = NULL;
 }
 
 static const char *
@@ -174,18 +176,36 @@ plan_replacements(const struct cluster_spec *spec, const struct observed *o,
 	return true;
 }
 
+/*
+ * Parameters the spec sets and the nodes do not have go into m, at once;
+ * parameters the nodes have and the spec no longer sets go back to their
+ * default by a rolling restart (so into d, which waits for the maintenance
+ * window unless apply_immediately), as terraform resets a parameter taken
+ * out of a parameter group.
+ */
 static void
 plan_parameters(const struct cluster_spec *spec, const struct observed *o,
-    struct plan_step *m)
+    struct plan_step *m, struct plan_step *d)
 {
 	size_t		 i;
 	const char	*have;
+	struct change	*c;
 
 	for (i = 0; i < spec->parameters.n; i++) {
 		have = kvlist_get(&o->parameters, spec->parameters.keys[i]);
 		if (have == NULL || strcmp(have, spec->parameters.values[i]))
 			step_change(m, spec->parameters.keys[i], have,
 			    spec->parameters.values[i], false);
+	}
+	for (i = 0; i < o->parameters.n; i++) {
+		if (kvlist_get(&spec->parameters, o->parameters.keys[i]) !=
+		    NULL)
+			continue;
+		step_change(d, "", o->parameters.values[i], "", true);
+		c = &d->changes[d->nchanges - 1];
+		c->reset = true;
+		c->owned = xstrdup(o->parameters.keys[i]);
+		c->field = c->owned;
 	}
 }
 
@@ -276,7 +296,7 @@ plan_modify(const struct cluster_spec *spec, const struct observed *o,
 	    strcmp(o->instance_type, spec->instance_type) != 0)
 		step_change(d, "instance_type", o->instance_type,
 		    spec->instance_type, true);
-	plan_parameters(spec, o, &now_s);
+	plan_parameters(spec, o, &now_s, d);
 	if (o->parameter_group != NULL && spec->parameter_group_name != NULL &&
 	    strcmp(o->parameter_group, spec->parameter_group_name) != 0)
 		step_change(d, "parameter_group_name", o->parameter_group,
@@ -389,6 +409,7 @@ plan_free(struct plan *p)
 		for (j = 0; j < p->steps[i].nchanges; j++) {
 			free(p->steps[i].changes[j].from);
 			free(p->steps[i].changes[j].to);
+			free(p->steps[i].changes[j].owned);
 		}
 		free(p->steps[i].changes);
 	}
@@ -419,9 +440,16 @@ format_changes(const struct plan_step *s, struct strbuf *sb)
 {
 	size_t	 i;
 
-	for (i = 0; i < s->nchanges; i++)
-		strbuf_printf(sb, "      %s: \"%s\" -> \"%s\"\n",
-		    s->changes[i].field, s->changes[i].from, s->changes[i].to);
+	for (i = 0; i < s->nchanges; i++) {
+		if (s->changes[i].reset)
+			strbuf_printf(sb, "      %s: \"%s\" -> (default, by a "
+			    "rolling restart)\n", s->changes[i].field,
+			    s->changes[i].from);
+		else
+			strbuf_printf(sb, "      %s: \"%s\" -> \"%s\"\n",
+			    s->changes[i].field, s->changes[i].from,
+			    s->changes[i].to);
+	}
 }
 
 void
@@ -496,9 +524,10 @@ plan_to_json(const struct plan *p)
 			ch = json_array();
 			for (k = 0; k < s->nchanges; k++)
 				json_array_append_new(ch, json_pack(
-				    "{s:s, s:s, s:s, s:b}", "field",
+				    "{s:s, s:s, s:o, s:b}", "field",
 				    s->changes[k].field, "from",
-				    s->changes[k].from, "to", s->changes[k].to,
+				    s->changes[k].from, "to", s->changes[k].reset ?
+				    json_null() : json_string(s->changes[k].to),
 				    "disruptive", s->changes[k].disruptive));
 			json_object_set_new(j, "changes", ch);
 		}

@@ -36,6 +36,12 @@ struct change {
 	char		*from;
 	char		*to;
 	bool		 disruptive;	/* restarts or fails over nodes */
+	/*
+	 * A Redis parameter the spec no longer sets: back to what a node
+	 * has without it (to is ""). field is then owned, in owned.
+	 */
+	bool		 reset;
+	char		*owned;
 };
 
 struct plan_step {

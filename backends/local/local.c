@@ -780,14 +780,28 @@ step_modify(struct lcluster *lc, const struct cluster_spec *s,
     const struct plan_step *st, char **cause)
 {
 	const struct change	*c, *param = NULL;
-	size_t			 i;
+	size_t			 i, resets = 0;
 	uint64_t		 mm;
 	char			 buf[32];
 	int			 r;
 
 	for (i = 0; i < st->nchanges; i++) {
 		c = &st->changes[i];
-		if (strcmp(c->field, "engine_version") == 0) {
+		if (c->reset) {
+			/*
+			 * A parameter the spec no longer sets: its value on a
+			 * running node is whatever was set last, and only a
+			 * node started from a config without it has its
+			 * default. The nodes restart one at a time, replicas
+			 * first, as for a parameter Redis cannot change live.
+			 */
+			if (kvlist_remove(&lc->parameters, c->field))
+				resets++;
+			log_cluster(LOG_LEVEL_NOTICE, lc->name, "parameter %s "
+			    "is no longer in the spec: nodes restart one at a "
+			    "time, replicas first, to take its default",
+			    c->field);
+		} else if (strcmp(c->field, "engine_version") == 0) {
 			if ((r = check_engine(lc, s, cause)) != 0)
 				return r;
 		} else if (strcmp(c->field, "instance_type") == 0) {
@@ -809,8 +823,15 @@ step_modify(struct lcluster *lc, const struct cluster_spec *s,
 	}
 	lc->apply_immediately = s->apply_immediately;
 	lc->maintenance_window = s->maintenance_window;
+	if (resets > 0) {
+		lc->restart_pending = true;
+		for (i = 0; i < lc->nnodes; i++)
+			lc->nodes[i]->needs_restart = true;
+	}
 	if ((r = lstate_save(lc, cause)) != 0)
 		return r;
+	if (resets > 0)
+		lcluster_changed(lc);
 	return param != NULL ? step_params(lc, param, cause) : 0;
 }
 

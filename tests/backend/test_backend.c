@@ -241,8 +241,12 @@ apply_change(struct observed *o, const struct cluster_spec *s,
 		o->automatic_failover = strcmp(ch->to, "true") == 0;
 	else if (strcmp(ch->field, "enable_multi_az") == 0)
 		o->multi_az = strcmp(ch->to, "true") == 0;
-	else
+	else if (ch->reset)
+		(void)kvlist_remove(&o->parameters, ch->field);
+	else {
+		(void)kvlist_remove(&o->parameters, ch->field);
 		kvlist_add(&o->parameters, ch->field, ch->to);
+	}
 	(void)s;
 }
 

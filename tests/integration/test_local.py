@@ -421,6 +421,43 @@ class LocalTest(DaemonTest):
         self.assertEqual(len(restarts), 3, restarts)
         self.assertTrue(all("replica" in l for l in restarts), restarts)
 
+    def test_removed_parameter_goes_back_to_default(self):
+        # A parameter taken out of the spec: the plan says it goes back to
+        # its default by a rolling restart, the nodes restart one at a
+        # time without it, and then have Redis's default; the others stay.
+        d = self.start()
+        extra = "apply_immediately: true\nparameters: {maxmemory-policy: " \
+            "allkeys-lru%s}\n"
+        d.write("web.yaml", self.group(size=2, extra=extra %
+                                       ", timeout: \"300\""))
+        st = self.wait_available(d, nodes=2)
+
+        def on_nodes(key):
+            out = set()
+            for n in d.status("web")["endpoints"]["nodes"]:
+                with Client(port=int(n["address"].split(":")[1])) as c:
+                    out.add(c.call("CONFIG", "GET", key)[1])
+            return out
+        self.assertEqual(on_nodes("timeout"), {"300"})
+        for i in range(100):
+            self.write_until_ok("p%d" % i, str(i))
+        d.write("web.yaml", self.group(size=2, extra=extra % ""))
+        d.wait_log("parameter timeout is no longer in the spec", timeout=20)
+        d.wait_log("rolling restart done", timeout=60)
+        st = self.wait_available(d, nodes=2)
+        self.assertEqual(on_nodes("timeout"), {"0"})
+        self.assertEqual(on_nodes("maxmemory-policy"), {"allkeys-lru"})
+        for n in st["endpoints"]["nodes"]:
+            with open(os.path.join(d.state, "local", "web", n["id"],
+                                   "redis.conf")) as f:
+                conf = f.read()
+            self.assertNotIn("timeout \"300\"", conf)
+            self.assertIn("maxmemory-policy \"allkeys-lru\"", conf)
+        with self.endpoint() as c:
+            for i in range(100):
+                self.assertEqual(c.call("GET", "p%d" % i), str(i))
+        self.assertEqual(st["plan"]["steps"], [])
+
     def test_restart_waits_for_maintenance_window(self):
         # A window three days from now.
         day = (time.gmtime().tm_wday + 1 + 3) % 7   # tm_wday: mon=0

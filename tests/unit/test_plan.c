@@ -322,6 +322,55 @@ test_settings_in_one_modify(void **state)
 }
 
 static void
+param_left_over(struct observed *o)
+{
+	kvlist_add(&o->parameters, "timeout", "300");
+}
+
+/* A parameter taken out of the spec goes back to its default. */
+static void
+test_removed_parameter_resets(void **state)
+{
+	const char		*yaml = "  cluster_size: 2\n  parameters: "
+	    "{maxmemory-policy: allkeys-lru}\n";
+	struct cluster_spec	*s;
+	struct observed		*o;
+	struct plan		 p;
+	struct strbuf		 sb;
+	json_t			*j, *c;
+
+	/* A rolling restart: outside the maintenance window it waits. */
+	check_plan(yaml, param_left_over, false, SAT_NOON,
+	    "modify!deferred[timeout]");
+	check_plan(yaml, param_left_over, false, SUN_0730, "modify[timeout]");
+	check_plan("  cluster_size: 2\n  apply_immediately: true\n",
+	    param_left_over, false, SAT_NOON, "modify[timeout]");
+	/* What an operator reads in `cachekeeper plan`. */
+	s = parse(yaml);
+	o = obs_like(s);
+	param_left_over(o);
+	plan_compute(s, o, false, SUN_0730, &p);
+	assert_int_equal(p.n, 1);
+	assert_true(p.steps[0].changes[0].reset);
+	assert_true(p.steps[0].changes[0].disruptive);
+	strbuf_init(&sb);
+	plan_format(&p, &sb);
+	assert_non_null(strstr(sb.s, "timeout: \"300\" -> (default, by a "
+	    "rolling restart)"));
+	strbuf_free(&sb);
+	j = plan_to_json(&p);
+	c = json_array_get(json_object_get(json_array_get(json_object_get(j,
+	    "steps"), 0), "changes"), 0);
+	assert_string_equal(json_string_value(json_object_get(c, "field")),
+	    "timeout");
+	assert_true(json_is_null(json_object_get(c, "to")));
+	json_decref(j);
+	plan_free(&p);
+	observed_free(o);
+	spec_free(s);
+}
+
+static void
 test_engine_version_matching(void **state)
 {
 	assert_true(engine_version_matches("7.0", "7.0.15"));
@@ -530,6 +579,7 @@ main(void)
 		cmocka_unit_test(test_disruptive_changes_wait_for_window),
 		cmocka_unit_test(test_replacement_fields_are_never_applied),
 		cmocka_unit_test(test_settings_in_one_modify),
+		cmocka_unit_test(test_removed_parameter_resets),
 		cmocka_unit_test(test_engine_version_matching),
 		cmocka_unit_test(test_engine_downgrade_needs_replacement),
 		cmocka_unit_test(test_backend_reported_fields),
