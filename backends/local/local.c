@@ -659,6 +659,22 @@ param_apply(struct lcluster *lc, const char *key, const char *value)
 	kvlist_add(&lc->parameters, key, value);
 }
 
+/*
+ * Have every node restart, one at a time, replicas first (the monitor's
+ * rolling restart), to take a setting it can only take at start: why.
+ */
+static void
+restart_all(struct lcluster *lc, const char *why)
+{
+	size_t	 i;
+
+	lc->restart_pending = true;
+	for (i = 0; i < lc->nnodes; i++)
+		lc->nodes[i]->needs_restart = true;
+	log_cluster(LOG_LEVEL_NOTICE, lc->name, "%s: nodes restart one at a "
+	    "time, replicas first", why);
+}
+
 static void
 param_free(struct param_op *op)
 {
@@ -674,9 +690,8 @@ static void
 param_finish(struct lcluster *lc)
 {
 	struct param_op	*op = lc->param;
-	char		*cause = NULL, *msg = NULL;
+	char		*cause = NULL, *msg = NULL, *why;
 	int		 r = 0;
-	size_t		 i;
 
 	lc->param = NULL;
 	evtimer_del(lc->param_ev);
@@ -689,12 +704,10 @@ param_finish(struct lcluster *lc)
 	} else {
 		param_apply(lc, op->key, op->value);
 		if (op->immutable) {
-			lc->restart_pending = true;
-			for (i = 0; i < lc->nnodes; i++)
-				lc->nodes[i]->needs_restart = true;
-			log_cluster(LOG_LEVEL_NOTICE, lc->name, "parameter %s "
-			    "cannot change live: nodes restart one at a time, "
-			    "replicas first", op->key);
+			xasprintf(&why, "parameter %s cannot change live",
+			    op->key);
+			restart_all(lc, why);
+			free(why);
 		}
 		if ((r = lstate_save(lc, &cause)) != 0)
 			msg = cause;
@@ -792,15 +805,17 @@ step_modify(struct lcluster *lc, const struct cluster_spec *s,
 			 * A parameter the spec no longer sets: its value on a
 			 * running node is whatever was set last, and only a
 			 * node started from a config without it has its
-			 * default. The nodes restart one at a time, replicas
-			 * first, as for a parameter Redis cannot change live.
+			 * default.
 			 */
-			if (kvlist_remove(&lc->parameters, c->field))
-				resets++;
-			log_cluster(LOG_LEVEL_NOTICE, lc->name, "parameter %s "
-			    "is no longer in the spec: nodes restart one at a "
-			    "time, replicas first, to take its default",
-			    c->field);
+			char *why;
+
+			if (!kvlist_remove(&lc->parameters, c->field))
+				continue;
+			xasprintf(&why, "parameter %s is no longer in the spec "
+			    "and goes back to its default", c->field);
+			restart_all(lc, why);
+			free(why);
+			resets++;
 		} else if (strcmp(c->field, "engine_version") == 0) {
 			if ((r = check_engine(lc, s, cause)) != 0)
 				return r;
@@ -823,11 +838,6 @@ step_modify(struct lcluster *lc, const struct cluster_spec *s,
 	}
 	lc->apply_immediately = s->apply_immediately;
 	lc->maintenance_window = s->maintenance_window;
-	if (resets > 0) {
-		lc->restart_pending = true;
-		for (i = 0; i < lc->nnodes; i++)
-			lc->nodes[i]->needs_restart = true;
-	}
 	if ((r = lstate_save(lc, cause)) != 0)
 		return r;
 	if (resets > 0)

@@ -847,6 +847,20 @@ copy_reaped(struct lcluster *lc, struct bk_job *j, int status)
 	job_done(lc, -EIO, why);
 }
 
+static json_t *
+bk_progress_json(const struct bk_job *j, const char *phase, long long done,
+    long long total, const char *unit)
+{
+	char	*op;
+	json_t	*p;
+
+	xasprintf(&op, "snapshot %s: %s", j->name, phase);
+	p = json_pack("{s:s, s:I, s:I, s:s}", "operation", op, "done",
+	    (json_int_t)done, "total", (json_int_t)total, "unit", unit);
+	free(op);
+	return p;
+}
+
 /*
  * A snapshot's progress, for the status (and so `cachekeeper status` and
  * STATUS=): shards saved while the nodes BGSAVE, then bytes copied, read
@@ -858,23 +872,18 @@ lbk_progress(struct lcluster *lc)
 	struct bk_job	*j = lc->bk != NULL ? lc->bk->job : NULL;
 	long long	 done = 0;
 	size_t		 i;
-	char		*op, *path;
+	char		*path;
 	DIR		*dir;
 	struct dirent	*de;
 	struct stat	 st;
-	json_t		*p;
 
 	if (j == NULL)
 		return NULL;
 	if (j->pid <= 0) {
 		for (i = 0; i < j->nparts; i++)
 			done += j->parts[i].state == PART_DONE;
-		xasprintf(&op, "snapshot %s: BGSAVE", j->name);
-		p = json_pack("{s:s, s:I, s:I, s:s}", "operation", op, "done",
-		    (json_int_t)done, "total", (json_int_t)j->nparts, "unit",
+		return bk_progress_json(j, "BGSAVE", done, (long long)j->nparts,
 		    "shards");
-		free(op);
-		return p;
 	}
 	/* Renamed into place at the end: then it keeps the last count. */
 	if ((dir = opendir(j->tmp)) == NULL)
@@ -893,12 +902,7 @@ lbk_progress(struct lcluster *lc)
 	if (done > j->copy_total)	/* encryption adds its tags */
 		done = j->copy_total;
 	j->copy_done = done;
-	xasprintf(&op, "snapshot %s: copy", j->name);
-	p = json_pack("{s:s, s:I, s:I, s:s}", "operation", op, "done",
-	    (json_int_t)done, "total", (json_int_t)j->copy_total, "unit",
-	    "bytes");
-	free(op);
-	return p;
+	return bk_progress_json(j, "copy", done, j->copy_total, "bytes");
 }
 
 /*

@@ -19,6 +19,7 @@
 #include <arpa/inet.h>
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <signal.h>
 #include <stdio.h>
@@ -141,19 +142,24 @@ restart_failed(struct lcluster *lc, struct lnode *n, char *cause)
  * a tick to LOCAL_RESTART_MAX_MS, and is logged at warning level once per
  * cause, not at every tick; the node's status carries the cause.
  */
-static void
-node_restart(struct lcluster *lc, struct lnode *n, const char *why)
+static void __attribute__((format(printf, 3, 4)))
+node_restart(struct lcluster *lc, struct lnode *n, const char *fmt, ...)
 {
 	uint64_t	 now = clock_mono_ms(), delay;
-	char		*cause = NULL;
+	char		*cause = NULL, *why;
 	unsigned int	 k;
+	va_list		 ap;
 
 	if (now < n->restart_at_ms)
 		return;
-	if (n->restart_failures == 0)
+	if (n->restart_failures == 0) {
+		va_start(ap, fmt);
+		xvasprintf(&why, fmt, ap);
+		va_end(ap);
 		log_cluster(LOG_LEVEL_NOTICE, lc->name, "%s: restarting it",
 		    why);
-	else if (n->restart_ran) {
+		free(why);
+	} else if (n->restart_ran) {
 		xasprintf(&cause, "it exits right after it starts (see "
 		    "%s/redis.log)", n->dir);
 		restart_failed(lc, n, cause);
@@ -433,8 +439,6 @@ info_done(struct rconn *rc, struct redisReply *reply, const char *err,
 static void
 node_check(struct lcluster *lc, struct lnode *n, bool info)
 {
-	char	*why;
-
 	if (!node_pid_alive(n->pid)) {
 		pid_t pid = node_read_pid(n->dir);
 		if (pid > 0 && pid != n->pid && node_pid_alive(pid))
@@ -447,10 +451,8 @@ node_check(struct lcluster *lc, struct lnode *n, bool info)
 				return;
 			if (lc->cluster_mode && !lcl_may_restart(lc, n))
 				return;
-			xasprintf(&why, "node %s (pid %ld) is gone", n->id,
+			node_restart(lc, n, "node %s (pid %ld) is gone", n->id,
 			    (long)n->pid);
-			node_restart(lc, n, why);
-			free(why);
 			return;
 		}
 	}
@@ -482,7 +484,7 @@ promoted(struct rconn *rc, struct redisReply *reply, const char *err,
 {
 	struct lcluster	*lc = arg;
 	struct lnode	*n = lcluster_node(lc, lc->promote_id), *o;
-	char		*cause = NULL, port[16], *old = lc->promote_old, *why;
+	char		*cause = NULL, port[16], *old = lc->promote_old;
 	size_t		 i;
 	uint64_t	 took;
 
@@ -522,9 +524,7 @@ promoted(struct rconn *rc, struct redisReply *reply, const char *err,
 	}
 	/* A dead old primary comes back as a replica of the new one. */
 	if ((o = lcluster_node(lc, old)) != NULL && !node_pid_alive(o->pid)) {
-		xasprintf(&why, "old primary %s is gone", o->id);
-		node_restart(lc, o, why);
-		free(why);
+		node_restart(lc, o, "old primary %s is gone", o->id);
 	}
 out:
 	free(old);
@@ -648,14 +648,10 @@ elect_start(struct lcluster *lc, struct lnode *p)
 static void
 primary_lost(struct lcluster *lc, struct lnode *p)
 {
-	char		*why;
-
 	if (!lc->failover) {
 		if (!node_pid_alive(p->pid)) {
-			xasprintf(&why, "primary %s is gone and automatic "
+			node_restart(lc, p, "primary %s is gone and automatic "
 			    "failover is off", p->id);
-			node_restart(lc, p, why);
-			free(why);
 		}
 		return;
 	}
@@ -664,10 +660,8 @@ primary_lost(struct lcluster *lc, struct lnode *p)
 		return;
 	}
 	if (!node_pid_alive(p->pid)) {
-		xasprintf(&why, "primary %s is gone and no replica can take "
-		    "over", p->id);
-		node_restart(lc, p, why);
-		free(why);
+		node_restart(lc, p, "primary %s is gone and no replica can "
+		    "take over", p->id);
 	}
 }
 

@@ -97,6 +97,33 @@ class BackupTest(DaemonTest):
         return sorted(x for x in os.listdir(root)) if os.path.isdir(root) \
             else []
 
+    def stop_copy(self, d, over):
+        """The snapshot copy child of d (a fork of the daemon, not a
+        redis-server), stopped with SIGSTOP as soon as it shows; None when
+        over() says the snapshot ended before it could be caught."""
+        me, n = d.pid(), 0
+        deadline = time.monotonic() + 60 * cklib.SLOW
+        while time.monotonic() < deadline:
+            try:
+                with open("/proc/%d/task/%d/children" % (me, me)) as f:
+                    kids = [int(x) for x in f.read().split()]
+            except OSError:
+                kids = []
+            for k in kids:
+                try:
+                    with open("/proc/%d/comm" % k) as f:
+                        if f.read().strip() != "cachekeeperd":
+                            continue
+                except OSError:
+                    continue
+                os.kill(k, signal.SIGSTOP)
+                return k
+            n += 1
+            if n % 100 == 0 and over():
+                return None
+            time.sleep(0.001)
+        self.fail("no snapshot copy in 60 s")
+
     def manifest(self, d, snap, name="web"):
         with open(os.path.join(d.state, "backups", name, snap,
                                "manifest.json")) as f:
@@ -240,44 +267,14 @@ class BackupTest(DaemonTest):
         # The copy: a child of the daemon, not a redis-server. A copy over
         # before it could be caught is tried again with an operator's
         # snapshot.
-        me = d.pid()
-
-        def copy_child():
-            try:
-                with open("/proc/%d/task/%d/children" % (me, me)) as f:
-                    kids = [int(x) for x in f.read().split()]
-            except OSError:
-                return None
-            for k in kids:
-                try:
-                    with open("/proc/%d/comm" % k) as f:
-                        if f.read().strip() == "cachekeeperd":
-                            return k
-                except OSError:
-                    pass
-            return None
-
-        def catch(over):
-            n = 0
-            deadline = time.monotonic() + 60 * cklib.SLOW
-            while time.monotonic() < deadline:
-                k = copy_child()
-                if k:
-                    os.kill(k, signal.SIGSTOP)
-                    return k
-                n += 1
-                if n % 100 == 0 and over():
-                    return None
-                time.sleep(0.001)
-            self.fail("no copy in 60 s")
-        kid = catch(lambda: self.backups(d)["snapshots"] == 1)
+        kid = self.stop_copy(d, lambda: self.backups(d)["snapshots"] == 1)
         snaps, p = 1, None
         while kid is None and snaps < 4:
             p = subprocess.Popen([CLI, "--socket", os.path.join(
                 d.tmp, "control.sock"), "snapshot", "web"],
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             snaps += 1
-            kid = catch(lambda: p.poll() is not None)
+            kid = self.stop_copy(d, lambda: p.poll() is not None)
             if kid is None:
                 p.communicate(timeout=60)
         self.assertIsNotNone(kid, "4 copies, each over before it was seen")
@@ -351,33 +348,12 @@ class BackupTest(DaemonTest):
         with Client(port=self.port) as c:
             wait_for(lambda: c.call("CONFIG", "GET", "rdb-key-save-delay")[
                 1] == "0", 10, what="rdb-key-save-delay 0 on the node")
-        me = d.pid()
-
-        def copy_child():
-            try:
-                with open("/proc/%d/task/%d/children" % (me, me)) as f:
-                    kids = [int(x) for x in f.read().split()]
-            except OSError:
-                return None
-            for k in kids:
-                try:
-                    with open("/proc/%d/comm" % k) as f:
-                        if f.read().strip() == "cachekeeperd":
-                            return k
-                except OSError:
-                    pass
-            return None
         for attempt in range(4):
             cli = subprocess.Popen([CLI, "--socket", os.path.join(
                 d.tmp, "control.sock"), "snapshot", "web", "--name",
                 "held%d" % attempt], stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE)
-            kid = None
-            while kid is None and cli.poll() is None:
-                kid = copy_child()
-                if kid is not None:
-                    os.kill(kid, signal.SIGSTOP)
-                time.sleep(0.001)
+            kid = self.stop_copy(d, lambda: cli.poll() is not None)
             out, err = cli.communicate(timeout=60 * cklib.SLOW)
             if kid is not None:
                 break

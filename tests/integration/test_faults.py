@@ -576,6 +576,16 @@ class FaultTest(DaemonTest):
             st = d.status("web") or {}
             d.extra_pids = [n["pid"] for n in st.get("endpoints", {}).get(
                 "nodes", [])] + list(real_pids().values())
+        def full_then_kill_replica(filler):
+            # Two faults: a disk filled to the last byte through filler,
+            # then a replica killed so the daemon must write.
+            fill(filler)
+            self.faults += 1
+            rep = [x for x in d.status("web")["endpoints"]["nodes"]
+                   if x["role"] == "replica"][0]
+            os.kill(rep["pid"], signal.SIGKILL)
+            self.faults += 1
+            return rep
         try:
             wait_for(lambda: ns("mountpoint", "-q", d.state).returncode == 0,
                      5, what="tmpfs state dir")
@@ -609,12 +619,7 @@ class FaultTest(DaemonTest):
             # 2. The state dir full: kill a replica so the daemon must
             # write (status, state) while it cannot.
             filler = os.path.join(root, "filler")
-            fill(filler)
-            self.faults += 1
-            rep = [x for x in d.status("web")["endpoints"]["nodes"]
-                   if x["role"] == "replica"][0]
-            os.kill(rep["pid"], signal.SIGKILL)
-            self.faults += 1
+            full_then_kill_replica(filler)
             wait_for(lambda: "No space left on device" in d.log(), 15,
                      interval=0.2, what=self.msg("ENOSPC reported"))
             t_end = time.monotonic() + 3
@@ -657,12 +662,7 @@ class FaultTest(DaemonTest):
             # (its redis.conf cannot be written). One warning, the
             # node's status says why, and it starts once there is room.
             dfill = os.path.join("/proc/%d/root%s" % (pid, data), "filler")
-            fill(dfill)
-            self.faults += 1
-            rep = [x for x in d.status("web")["endpoints"]["nodes"]
-                   if x["role"] == "replica"][0]
-            os.kill(rep["pid"], signal.SIGKILL)
-            self.faults += 1
+            rep = full_then_kill_replica(dfill)
             st = wait_for(lambda: [x for x in d.status("web")["endpoints"][
                 "nodes"] if x["id"] == rep["id"] and x.get("error")] and
                 d.status("web"), 15, interval=0.2,
