@@ -39,6 +39,8 @@ Fault rule (POST faults):
            "drop" | "reset" | "malformed",
    "count": N (default 1; null = every matching call),
    "probability": 0..1 (default 1),
+   "seed": int (draws for probability from their own generator, so a
+           storm repeats the same way; default: unseeded),
    "skip": K (let the first K matching calls through),
    "delay_ms": ms (type delay; also added before any other type),
    "execute": bool (drop/reset/malformed/delay: run the action first, so
@@ -80,6 +82,7 @@ class Faults:
     def __init__(self):
         self.lock = threading.Lock()
         self.rules = []
+        self.rngs = {}          # rule id -> its generator
         self.next_id = 1
 
     def add(self, rule):
@@ -102,17 +105,21 @@ class Faults:
             "message": rule.get("message"),
             "fired": 0,
         }
+        # Not in r: rules are copied (dict(r)) to answer listings.
+        rng = random.Random(rule["seed"]) if "seed" in rule else random
         if rtype == "error" and not (r["status"] and r["code"]):
             raise ValueError("an error fault needs status and code")
         with self.lock:
             r["id"] = self.next_id
             self.next_id += 1
             self.rules.append(r)
+            self.rngs[r["id"]] = rng
             return dict(r)
 
     def clear(self):
         with self.lock:
             self.rules = []
+            self.rngs = {}
 
     def listing(self):
         with self.lock:
@@ -130,7 +137,7 @@ class Faults:
                     r["skip"] -= 1
                     continue
                 if r["probability"] < 1.0 and \
-                        random.random() >= r["probability"]:
+                        self.rngs[r["id"]].random() >= r["probability"]:
                     continue
                 if r["count"] is not None:
                     r["count"] -= 1
